@@ -1,0 +1,35 @@
+// options.ts: what startNode() and `taskmesh start` accept.
+import type { Handler } from '../exec/types.js'
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent'
+
+export interface NodeOptions {
+  /** Folder for the identity key and the level database. Created if missing. */
+  dataDir: string
+  /** libp2p listen multiaddrs; default ['/ip4/127.0.0.1/tcp/0']. */
+  listen?: string[]
+  /** HTTP API 'host:port' (port 0 = pick one); default '127.0.0.1:7070'; false = no HTTP API. */
+  api?: string | false
+  /** Peers to join through: full multiaddrs or plain 'host:port'. */
+  bootstrap?: string[]
+  /** Replication factor R; default 3, capped by the number of ring members. */
+  replicas?: number
+  /** Concurrent tasks this node runs; default 8. */
+  capacity?: number
+  /** Named handlers: a module path (its exports) or an object of functions. */
+  handlers?: string | Record<string, Handler>
+  /** Enable the shell executor. */
+  allowExec?: boolean
+  /** Swarm key bytes (the file's content) for a private network. */
+  swarmKey?: Uint8Array
+  /** Bearer token for the HTTP API. Required when the API listens beyond loopback. */
+  apiToken?: string
+  logLevel?: LogLevel
+  /** Largest accepted task payload in bytes; default 1 MiB. */
+  payloadBytesMax?: number
+  heartbeatMs?: number
+  suspectAfterMs?: number
+  deadAfterMs?: number
+  /** How long a submit waits for its write quorum before answering 503; default 5 s. */
+  submitTimeoutMs?: number
+}
