@@ -61,6 +61,11 @@ export interface TaskRecord {
   replicas: string[]
   /** Peer id of the node that accepted the submit. */
   coordinator: string
+  /**
+   * True once the coordinator saw its write quorum (and so may have answered 201).
+   * Owners claim only committed records; merge ORs it.
+   */
+  committed: boolean
   runAtMs: number
   createdAtMs: number
   startedAtMs: number | null

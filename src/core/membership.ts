@@ -1,0 +1,139 @@
+// membership.ts: who is in the cluster and whether they are alive, from heartbeats and time.
+// A closed connection is only a hint (it makes a peer suspect at once); only silence past
+// deadAfterMs makes it dead, and only deadness past removeAfterMs takes it off the ring.
+import type { Heartbeat, Load, MemberState } from './types.js'
+
+export interface MembershipConfig {
+  selfId: string
+  suspectAfterMs: number
+  deadAfterMs: number
+  /** How long a dead peer stays on the ring (its ranges keep their replica sets). */
+  removeAfterMs: number
+}
+
+export interface Member {
+  peerId: string
+  state: MemberState
+  lastSeenMs: number
+  stateSinceMs: number
+  heartbeat: Heartbeat | null
+  /** Whether the member counted on the ring at the last evaluation. */
+  onRing: boolean
+}
+
+export const EMPTY_LOAD: Load = { running: 0, queued: 0, capacity: 0, durationMsEwma: 0 }
+
+export interface MembershipChange {
+  /** The set of ring members changed. */
+  ring: boolean
+  /** Some member's liveness changed. */
+  liveness: boolean
+}
+
+export class Membership {
+  readonly config: MembershipConfig
+  readonly members = new Map<string, Member>()
+
+  constructor (config: MembershipConfig, selfHeartbeat: Heartbeat, atMs: number) {
+    this.config = config
+    this.members.set(config.selfId, { peerId: config.selfId, state: 'alive', lastSeenMs: atMs, stateSinceMs: atMs, heartbeat: selfHeartbeat, onRing: true })
+  }
+
+  updateSelf (heartbeat: Heartbeat, atMs: number): void {
+    const self = this.members.get(this.config.selfId)!
+    self.heartbeat = heartbeat
+    self.lastSeenMs = atMs
+  }
+
+  onHeartbeat (heartbeat: Heartbeat, atMs: number): MembershipChange {
+    const existing = this.members.get(heartbeat.peerId)
+    if (heartbeat.peerId === this.config.selfId) return { ring: false, liveness: false }
+    const state: MemberState = heartbeat.leaving ? 'left' : 'alive'
+    if (existing === undefined) {
+      this.members.set(heartbeat.peerId, { peerId: heartbeat.peerId, state, lastSeenMs: atMs, stateSinceMs: atMs, heartbeat, onRing: state !== 'left' })
+      return { ring: state !== 'left', liveness: true }
+    }
+    // A heartbeat older than the newest seen (gossip reorders) must not revive state.
+    if (existing.heartbeat !== null && heartbeat.sequence < existing.heartbeat.sequence &&
+        existing.heartbeat.protocol === heartbeat.protocol) {
+      return { ring: false, liveness: false }
+    }
+    existing.heartbeat = heartbeat
+    existing.lastSeenMs = atMs
+    if (existing.state === state) return { ring: false, liveness: false }
+    existing.state = state
+    existing.stateSinceMs = atMs
+    return { ring: this.#reevaluate(existing, atMs), liveness: true }
+  }
+
+  /** A connection closed: a hint, not proof. */
+  onDisconnected (peerId: string, atMs: number): MembershipChange {
+    const member = this.members.get(peerId)
+    if (member === undefined || member.state !== 'alive' || peerId === this.config.selfId) return { ring: false, liveness: false }
+    member.state = 'suspect'
+    member.stateSinceMs = atMs
+    return { ring: false, liveness: true }
+  }
+
+  tick (atMs: number): MembershipChange {
+    const change: MembershipChange = { ring: false, liveness: false }
+    for (const member of this.members.values()) {
+      if (member.peerId === this.config.selfId) continue
+      const silentMs = atMs - member.lastSeenMs
+      if (member.state === 'alive' && silentMs >= this.config.suspectAfterMs) {
+        member.state = 'suspect'
+        member.stateSinceMs = atMs
+        change.liveness = true
+      }
+      if (member.state === 'suspect' && silentMs >= this.config.deadAfterMs) {
+        member.state = 'dead'
+        member.stateSinceMs = atMs
+        change.liveness = true
+      }
+      if (this.#reevaluate(member, atMs)) change.ring = true
+    }
+    return change
+  }
+
+  /** Recompute member.onRing; true when it changed. */
+  #reevaluate (member: Member, atMs: number): boolean {
+    const onRing = this.#onRing(member, atMs)
+    if (onRing === member.onRing) return false
+    member.onRing = onRing
+    return true
+  }
+
+  #onRing (member: Member, atMs: number): boolean {
+    if (member.state === 'left') return false
+    if (member.state === 'dead') return atMs - member.stateSinceMs < this.config.removeAfterMs
+    return true
+  }
+
+  ringMembers (): string[] {
+    const members: string[] = []
+    for (const member of this.members.values()) if (member.onRing) members.push(member.peerId)
+    return members.sort()
+  }
+
+  isAlive (peerId: string): boolean {
+    return this.members.get(peerId)?.state === 'alive'
+  }
+
+  state (peerId: string): MemberState | undefined {
+    return this.members.get(peerId)?.state
+  }
+
+  aliveMembers (): string[] {
+    const alive: string[] = []
+    for (const member of this.members.values()) if (member.state === 'alive') alive.push(member.peerId)
+    return alive
+  }
+
+  /** Does any alive member (self included) advertise this task type? */
+  anyCanRun (type: string): boolean {
+    for (const member of this.members.values()) {
+      if (member.state === 'alive' && member.heartbeat?.types.includes(type) === true) return true
+    }
+    return false
+  }
+}

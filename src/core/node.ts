@@ -1,0 +1,882 @@
+// node.ts: one taskmesh node as a deterministic state machine.
+// Why: the runtime and the virtual simulator drive this same code. Facts come in through
+// step(), orders go out through drain(); time arrives as atMs on every input.
+//
+// Ordering contract with the driver: every Persist effect drained in one batch is written
+// (synced) before any Send, Reply or Execute of that batch is performed. That is what lets
+// this code acknowledge its own writes at once.
+import { Heap } from './heap.js'
+import { keyPosition } from './hash.js'
+import { EMPTY_LOAD, Membership } from './membership.js'
+import { PROTOCOL_VERSION } from './protocol.js'
+import type { Effect, Input, PeerMessage, ReplyValue, TaskEventData } from './protocol.js'
+import { backoffDelayMs, isTerminal, merge, mergeChanges, newRecord } from './record.js'
+import { buildRing, replicaSetAt, ringShares, writeQuorum, VIRTUAL_POSITIONS_DEFAULT } from './ring.js'
+import type { Ring } from './ring.js'
+import type {
+  ClusterView, Heartbeat, ListQuery, Rejection, StoredEntry, SubmitOutcome, TaskRecord, TaskState
+} from './types.js'
+
+export interface CoreConfig {
+  selfId: string
+  /** Replication factor R (capped by ring size). */
+  replicas: number
+  /** Concurrent executions (and claims in flight) on this node. */
+  capacity: number
+  heartbeatMs: number
+  suspectAfterMs: number
+  deadAfterMs: number
+  removeAfterMs: number
+  submitTimeoutMs: number
+  claimTimeoutMs: number
+  readTimeoutMs: number
+  claimRetryMs: number
+  /** After this long, an uncommitted record whose decision never arrived counts as committed. */
+  commitFallbackMs: number
+  /** No claims and no submits until this long after start: time to hear the cluster's heartbeats. */
+  joinGraceMs: number
+  api: string
+  addrs: string[]
+  /** Task types this node can execute. */
+  types: string[]
+  virtualPositions?: number
+}
+
+export interface CoreStats {
+  records: number
+  active: number
+  running: number
+  claiming: number
+  ready: number
+  submitsAccepted: number
+  submitsRejected: number
+  claimsStarted: number
+  claimsAbandoned: number
+  executionsStarted: number
+  executionsSucceeded: number
+  executionsFailed: number
+  staleResultsRefused: number
+  staleWritesRefused: number
+}
+
+type Timer =
+  | { atMs: number, kind: 'due', id: string }
+  | { atMs: number, kind: 'submitDeadline', rid: number }
+  | { atMs: number, kind: 'claimDeadline', rid: number }
+  | { atMs: number, kind: 'readDeadline', rid: number }
+  | { atMs: number, kind: 'listDeadline', rid: number }
+
+interface PendingSubmit {
+  requestId: number
+  index: number
+  record: TaskRecord
+  replicas: string[]
+  needed: number
+  acks: Set<string>
+  nacks: Set<string>
+}
+
+interface SubmitRequest {
+  outcomes: Array<SubmitOutcome | undefined>
+  remaining: number
+}
+
+interface PendingClaim {
+  rid: number
+  record: TaskRecord
+  replicas: string[]
+  needed: number
+  acks: Set<string>
+  nacks: Set<string>
+}
+
+interface PendingRead {
+  requestId: number
+  id: string
+  waiting: Set<string>
+  merged: TaskRecord | null
+}
+
+interface PendingList {
+  requestId: number
+  query: ListQuery
+  waiting: Set<string>
+  merged: Map<string, TaskRecord>
+  truncated: boolean
+}
+
+interface ReadyItem {
+  id: string
+  priority: number
+  runAtMs: number
+  sequence: number
+}
+
+const DURATION_EWMA_WEIGHT = 0.2
+
+export class TaskmeshNode {
+  readonly config: CoreConfig
+  readonly #membership: Membership
+  readonly #entries = new Map<string, StoredEntry>()
+  /** Ids of non-terminal records held here. */
+  readonly #active = new Set<string>()
+  readonly #positions = new Map<string, number>()
+  #ring: Ring
+  #effects: Effect[] = []
+  #events: TaskEventData[] = []
+  readonly #timers = new Heap<Timer>((a, b) => a.atMs < b.atMs)
+  #wakeAtMs = Infinity
+  #nowMs: number
+  readonly #startedAtMs: number
+  #nextRid = 1
+  #readySequence = 0
+  readonly #submits = new Map<number, PendingSubmit>()
+  readonly #submitRequests = new Map<number, SubmitRequest>()
+  /** Ids of the submits waiting for their quorum. */
+  readonly #submitIds = new Set<string>()
+  readonly #claims = new Map<string, PendingClaim>()
+  readonly #claimRids = new Map<number, string>()
+  readonly #reads = new Map<number, PendingRead>()
+  readonly #lists = new Map<number, PendingList>()
+  readonly #ready = new Heap<ReadyItem>((a, b) =>
+    a.priority !== b.priority ? a.priority > b.priority : a.runAtMs !== b.runAtMs ? a.runAtMs < b.runAtMs : a.sequence < b.sequence)
+  readonly #inReady = new Set<string>()
+  readonly #running = new Map<string, { epoch: number, startedAtMs: number }>()
+  /** Ids whose last claim never reached quorum: the next claim reuses the attempt number. */
+  readonly #abandonedClaims = new Set<string>()
+  readonly #dueTimers = new Set<string>()
+  /** Coordinator decisions to send, batched per peer within one step. */
+  readonly #decisions = new Map<string, { commit: string[], abort: string[] }>()
+  #leaving = false
+  #nextHeartbeatAtMs = 0
+  #durationMsEwma = 0
+  readonly #stats = {
+    submitsAccepted: 0, submitsRejected: 0, claimsStarted: 0, claimsAbandoned: 0,
+    executionsStarted: 0, executionsSucceeded: 0, executionsFailed: 0,
+    staleResultsRefused: 0, staleWritesRefused: 0
+  }
+
+  constructor (config: CoreConfig, atMs: number) {
+    if (!(config.deadAfterMs > config.suspectAfterMs)) throw new Error('deadAfterMs must exceed suspectAfterMs')
+    if (!(config.replicas >= 1)) throw new Error('replicas must be at least 1')
+    if (!(config.capacity >= 1)) throw new Error('capacity must be at least 1')
+    this.config = config
+    this.#nowMs = atMs
+    this.#startedAtMs = atMs
+    this.#membership = new Membership({
+      selfId: config.selfId,
+      suspectAfterMs: config.suspectAfterMs,
+      deadAfterMs: config.deadAfterMs,
+      removeAfterMs: config.removeAfterMs
+    }, this.#heartbeat(), atMs)
+    this.#ring = buildRing(this.#membership.ringMembers(), this.#virtualPositions())
+  }
+
+  // ---------------------------------------------------------------- the two entry points
+
+  step (input: Input): void {
+    this.#nowMs = Math.max(this.#nowMs, input.atMs)
+    this.#runDueTimers()
+    switch (input.kind) {
+      case 'Restored': this.#onRestored(input.entries); break
+      case 'Ticked': this.#onTicked(); break
+      case 'SubmitRequested': this.#onSubmitRequested(input.requestId, input.items); break
+      case 'ReadRequested': this.#onReadRequested(input.requestId, input.id); break
+      case 'ListRequested': this.#onListRequested(input.requestId, input.query); break
+      case 'MessageReceived': this.#onMessage(input.from, input.message); break
+      case 'HeartbeatReceived': this.#onHeartbeat(input.heartbeat); break
+      case 'PeerDisconnected': this.#onMembershipChange(this.#membership.onDisconnected(input.peerId, this.#nowMs)); break
+      case 'ExecutionFinished': this.#onExecutionFinished(input); break
+      case 'LeaveRequested': this.#onLeaveRequested(); break
+      default: unreachable(input)
+    }
+    this.#pump()
+    this.#flushDecisions()
+    this.#flushEvents()
+    this.#requestWake()
+  }
+
+  drain (): Effect[] {
+    const effects = this.#effects
+    this.#effects = []
+    return effects
+  }
+
+  // ---------------------------------------------------------------- queries (no state change)
+
+  get joined (): boolean {
+    return this.#nowMs >= this.#startedAtMs + this.config.joinGraceMs
+  }
+
+  get leaving (): boolean { return this.#leaving }
+
+  runningCount (): number { return this.#running.size }
+
+  record (id: string): TaskRecord | null {
+    return this.#entries.get(id)?.record ?? null
+  }
+
+  clusterView (): ClusterView {
+    const shares = ringShares(this.#ring)
+    const members = [...this.#membership.members.values()].map(member => ({
+      peerId: member.peerId,
+      addrs: member.heartbeat?.addrs ?? [],
+      api: member.heartbeat?.api ?? '',
+      state: member.state,
+      load: member.heartbeat?.load ?? EMPTY_LOAD,
+      types: member.heartbeat?.types ?? [],
+      ringShare: shares.get(member.peerId) ?? 0,
+      lastSeenMs: member.lastSeenMs
+    })).sort((a, b) => a.peerId < b.peerId ? -1 : 1)
+    return { self: this.config.selfId, replicas: this.config.replicas, members }
+  }
+
+  stats (): CoreStats {
+    return {
+      records: this.#entries.size,
+      active: this.#active.size,
+      running: this.#running.size,
+      claiming: this.#claims.size,
+      ready: this.#ready.size,
+      ...this.#stats
+    }
+  }
+
+  /** The replica set of a task under this node's current view. */
+  replicaSetOf (id: string): string[] {
+    return replicaSetAt(this.#ring, this.#position(id), this.config.replicas)
+  }
+
+  // ---------------------------------------------------------------- inputs
+
+  #onRestored (entries: StoredEntry[]): void {
+    for (const entry of entries) {
+      this.#entries.set(entry.record.id, entry)
+      this.#index(entry.record)
+    }
+    this.#log('info', 'store.restored', { records: entries.length, active: this.#active.size })
+    this.#reconsiderAll()
+  }
+
+  #onTicked (): void {
+    this.#onMembershipChange(this.#membership.tick(this.#nowMs))
+    if (this.#nowMs >= this.#nextHeartbeatAtMs) {
+      this.#nextHeartbeatAtMs = this.#nowMs + this.config.heartbeatMs
+      const heartbeat = this.#heartbeat()
+      this.#membership.updateSelf(heartbeat, this.#nowMs)
+      this.#emit({ kind: 'PublishHeartbeat', heartbeat })
+    }
+    if (!this.#wasJoined && this.joined) {
+      this.#wasJoined = true
+      this.#reconsiderAll()
+    }
+  }
+
+  #wasJoined = false
+
+  #onHeartbeat (heartbeat: Heartbeat): void {
+    if (heartbeat.protocol !== PROTOCOL_VERSION) {
+      this.#log('warn', 'member.protocol_mismatch', { peer: heartbeat.peerId, protocol: heartbeat.protocol })
+      return
+    }
+    this.#onMembershipChange(this.#membership.onHeartbeat(heartbeat, this.#nowMs))
+  }
+
+  #onMembershipChange (change: { ring: boolean, liveness: boolean }): void {
+    if (change.ring) {
+      const previous = this.#ring
+      this.#ring = buildRing(this.#membership.ringMembers(), this.#virtualPositions())
+      this.#log('info', 'ring.changed', { members: this.#ring.members.length })
+      this.#handOff(previous)
+      this.#reconsiderAll()
+    } else if (change.liveness) {
+      this.#reconsiderAll()
+    }
+  }
+
+  #onSubmitRequested (requestId: number, items: Array<{ id: string, spec: import('./types.js').TaskSpec }>): void {
+    const request: SubmitRequest = { outcomes: new Array(items.length), remaining: items.length }
+    this.#submitRequests.set(requestId, request)
+    items.forEach(({ id, spec }, index) => {
+      const rejection = this.#refuseSubmit(id, spec)
+      if (rejection !== null) {
+        this.#resolveSubmit(requestId, index, { ok: false, error: rejection })
+        return
+      }
+      const replicas = this.replicaSetOf(id)
+      const record = newRecord({ id, spec, atMs: this.#nowMs, coordinator: this.config.selfId, replicas })
+      const rid = this.#nextRid++
+      this.#submits.set(rid, { requestId, index, record, replicas, needed: writeQuorum(replicas.length), acks: new Set(), nacks: new Set() })
+      this.#submitIds.add(id)
+      this.#addTimer({ atMs: this.#nowMs + this.config.submitTimeoutMs, kind: 'submitDeadline', rid })
+      for (const peer of replicas) this.#deliver(peer, { kind: 'store', rid, record })
+    })
+    if (items.length === 0) this.#finishSubmitRequest(requestId)
+  }
+
+  #refuseSubmit (id: string, spec: import('./types.js').TaskSpec): Rejection | null {
+    if (this.#leaving) return { code: 'shutting_down', message: 'this node is draining; submit to another node' }
+    if (!this.joined) return { code: 'no_quorum', message: 'this node is still joining the cluster; try again shortly' }
+    if (this.#entries.has(id) || this.#submitIds.has(id)) return { code: 'invalid_input', message: `id: task ${id} already exists` }
+    if (spec.type === 'shell' && !this.#membership.anyCanRun('shell')) {
+      return { code: 'exec_disabled', message: 'type: no node in the cluster allows the shell executor (start nodes with --allow-exec)' }
+    }
+    if (spec.dependsOn.length > 0) return { code: 'invalid_input', message: 'dependsOn: dependencies are not supported yet' }
+    if (spec.idempotencyKey !== null) return { code: 'invalid_input', message: 'idempotencyKey: idempotency keys are not supported yet' }
+    return null
+  }
+
+  #onReadRequested (requestId: number, id: string): void {
+    const targets = new Set(this.replicaSetOf(id).filter(peer => this.#reachable(peer)))
+    if (this.#entries.has(id)) targets.add(this.config.selfId)
+    const rid = this.#nextRid++
+    this.#reads.set(rid, { requestId, id, waiting: new Set(targets), merged: null })
+    this.#addTimer({ atMs: this.#nowMs + this.config.readTimeoutMs, kind: 'readDeadline', rid })
+    for (const peer of targets) this.#deliver(peer, { kind: 'read', rid, ids: [id] })
+    this.#maybeFinishRead(rid)
+  }
+
+  #onListRequested (requestId: number, query: ListQuery): void {
+    const targets = new Set(this.#membership.aliveMembers())
+    targets.add(this.config.selfId)
+    const rid = this.#nextRid++
+    this.#lists.set(rid, { requestId, query, waiting: new Set(targets), merged: new Map(), truncated: false })
+    this.#addTimer({ atMs: this.#nowMs + this.config.readTimeoutMs, kind: 'listDeadline', rid })
+    for (const peer of targets) this.#deliver(peer, { kind: 'list', rid, query })
+    this.#maybeFinishList(rid)
+  }
+
+  #onExecutionFinished (input: Extract<Input, { kind: 'ExecutionFinished' }>): void {
+    const run = this.#running.get(input.taskId)
+    const entry = this.#entries.get(input.taskId)
+    if (run !== undefined && run.epoch === input.epoch) this.#running.delete(input.taskId)
+    const record = entry?.record
+    if (run === undefined || run.epoch !== input.epoch || record === undefined ||
+        record.state !== 'running' || record.epoch !== input.epoch || record.owner !== this.config.selfId ||
+        entry!.promised > input.epoch) {
+      this.#stats.staleResultsRefused++
+      this.#log('warn', 'result.stale_refused', { task: input.taskId, epoch: input.epoch, current: record?.epoch ?? null })
+      return
+    }
+    this.#durationMsEwma = this.#durationMsEwma === 0
+      ? input.durationMs
+      : this.#durationMsEwma * (1 - DURATION_EWMA_WEIGHT) + input.durationMs * DURATION_EWMA_WEIGHT
+    const atMs = this.#nowMs
+    const node = this.config.selfId
+    let next: TaskRecord
+    if (input.outcome.ok) {
+      this.#stats.executionsSucceeded++
+      next = {
+        ...record, state: 'succeeded', result: input.outcome.result ?? null, error: null, finishedAtMs: atMs,
+        history: [...record.history, { state: 'succeeded', atMs, node, attempt: record.attempt }]
+      }
+    } else {
+      this.#stats.executionsFailed++
+      const error = input.outcome.error
+      const result = input.outcome.result ?? null
+      if (record.attempt < record.maxAttempts) {
+        const runAtMs = atMs + backoffDelayMs(record)
+        next = {
+          ...record, state: 'retrying', result, error, runAtMs,
+          history: [...record.history, { state: 'retrying', atMs, node, attempt: record.attempt, error }]
+        }
+      } else {
+        next = {
+          ...record, state: 'dead', result, error, finishedAtMs: atMs,
+          history: [...record.history, { state: 'dead', atMs, node, attempt: record.attempt, error }]
+        }
+      }
+    }
+    this.#write(next)
+  }
+
+  #onLeaveRequested (): void {
+    if (this.#leaving) return
+    this.#leaving = true
+    while (this.#ready.size > 0) this.#ready.pop()
+    this.#inReady.clear()
+    const heartbeat = this.#heartbeat()
+    this.#membership.updateSelf(heartbeat, this.#nowMs)
+    this.#emit({ kind: 'PublishHeartbeat', heartbeat })
+    this.#log('info', 'node.leaving', { running: this.#running.size })
+  }
+
+  // ---------------------------------------------------------------- peer messages
+
+  #onMessage (from: string, message: PeerMessage): void {
+    switch (message.kind) {
+      case 'store': return this.#onStore(from, message)
+      case 'stored': return this.#onStored(from, message)
+      case 'decide': return this.#onDecide(message)
+      case 'claim': return this.#onClaim(from, message)
+      case 'claimed': return this.#onClaimed(from, message)
+      case 'read': return this.#deliver(from, { kind: 'readReply', rid: message.rid, records: message.ids.map(id => this.#entries.get(id)?.record).filter(isDefined) })
+      case 'readReply': return this.#onReadReply(from, message)
+      case 'list': return this.#deliver(from, { kind: 'listReply', rid: message.rid, records: this.#localList(message.query) })
+      case 'listReply': return this.#onListReply(from, message)
+      default: return unreachable(message)
+    }
+  }
+
+  #onStore (from: string, message: Extract<PeerMessage, { kind: 'store' }>): void {
+    const { ok } = this.#apply(message.record, true)
+    if (message.rid === 0) return
+    const current = ok ? null : this.#entries.get(message.record.id)?.record ?? null
+    this.#deliver(from, { kind: 'stored', rid: message.rid, id: message.record.id, ok, record: current })
+  }
+
+  #onStored (from: string, message: Extract<PeerMessage, { kind: 'stored' }>): void {
+    if (message.record !== null) this.#apply(message.record, false)
+    const submit = this.#submits.get(message.rid)
+    if (submit === undefined || submit.record.id !== message.id) return
+    if (message.ok) submit.acks.add(from)
+    else submit.nacks.add(from)
+    if (submit.acks.size >= submit.needed) {
+      this.#submits.delete(message.rid)
+      this.#submitIds.delete(submit.record.id)
+      this.#stats.submitsAccepted++
+      for (const peer of submit.replicas) this.#decide(peer, submit.record.id, true)
+      const record: TaskRecord = { ...submit.record, committed: true }
+      this.#announce(record, record.state as TaskState, this.config.selfId)
+      this.#resolveSubmit(submit.requestId, submit.index, { ok: true, created: true, record })
+    } else if (submit.nacks.size > submit.replicas.length - submit.needed) {
+      this.#failSubmit(message.rid, submit, 'replicas refused the write')
+    }
+  }
+
+  #onDecide (message: Extract<PeerMessage, { kind: 'decide' }>): void {
+    for (const id of message.ids) {
+      const entry = this.#entries.get(id)
+      if (entry === undefined) continue
+      if (message.commit) this.#apply({ ...entry.record, committed: true }, false)
+      else if (!entry.record.committed && entry.record.epoch === 0) this.#apply({ ...entry.record, state: 'aborted' }, false)
+    }
+  }
+
+  #onClaim (from: string, message: Extract<PeerMessage, { kind: 'claim' }>): void {
+    const claim = message.record
+    const entry = this.#entries.get(claim.id)
+    if (entry !== undefined && (isTerminal(entry.record.state) || claim.epoch <= entry.promised)) {
+      this.#deliver(from, { kind: 'claimed', rid: message.rid, id: claim.id, ok: false, record: entry.record })
+      return
+    }
+    this.#apply(claim, false, claim.epoch)
+    this.#deliver(from, { kind: 'claimed', rid: message.rid, id: claim.id, ok: true, record: null })
+  }
+
+  #onClaimed (from: string, message: Extract<PeerMessage, { kind: 'claimed' }>): void {
+    if (message.record !== null) this.#apply(message.record, false)
+    const id = this.#claimRids.get(message.rid)
+    if (id === undefined) return
+    const claim = this.#claims.get(id)
+    if (claim === undefined || claim.rid !== message.rid) return
+    if (message.ok) claim.acks.add(from)
+    else claim.nacks.add(from)
+    if (claim.acks.size >= claim.needed) this.#startExecution(claim)
+    else if (claim.nacks.size > claim.replicas.length - claim.needed) this.#abandonClaim(claim, 'refused')
+  }
+
+  #onReadReply (from: string, message: Extract<PeerMessage, { kind: 'readReply' }>): void {
+    const read = this.#reads.get(message.rid)
+    for (const record of message.records) {
+      this.#apply(record, false, 0, true)
+      if (read !== undefined && record.id === read.id) read.merged = read.merged === null ? record : merge(read.merged, record)
+    }
+    if (read === undefined) return
+    read.waiting.delete(from)
+    this.#maybeFinishRead(message.rid)
+  }
+
+  #onListReply (from: string, message: Extract<PeerMessage, { kind: 'listReply' }>): void {
+    const list = this.#lists.get(message.rid)
+    if (list === undefined) return
+    for (const record of message.records) {
+      const known = list.merged.get(record.id)
+      list.merged.set(record.id, known === undefined ? record : merge(known, record))
+    }
+    if (message.records.length >= list.query.limit) list.truncated = true
+    list.waiting.delete(from)
+    this.#maybeFinishList(message.rid)
+  }
+
+  // ---------------------------------------------------------------- records
+
+  /**
+   * Merge a record into the local store. With `fence`, a write whose epoch is below the
+   * promised one is refused (a stale owner). `promise` raises the promised epoch (a claim).
+   * `onlyIfHeld` learns updates only for tasks already held (read replies from other replicas).
+   */
+  #apply (incoming: TaskRecord, fence: boolean, promise = 0, onlyIfHeld = false): { ok: boolean, changed: boolean } {
+    const existing = this.#entries.get(incoming.id)
+    if (existing === undefined) {
+      if (onlyIfHeld) return { ok: true, changed: false }
+      const entry: StoredEntry = { record: incoming, promised: Math.max(promise, incoming.epoch) }
+      this.#entries.set(incoming.id, entry)
+      this.#persisted(entry)
+      return { ok: true, changed: true }
+    }
+    if (fence && incoming.epoch < existing.promised && incoming.state !== 'aborted') {
+      this.#stats.staleWritesRefused++
+      return { ok: false, changed: false }
+    }
+    const promised = Math.max(existing.promised, promise, incoming.epoch)
+    if (!mergeChanges(existing.record, incoming) && promised === existing.promised) return { ok: true, changed: false }
+    const entry: StoredEntry = { record: merge(existing.record, incoming), promised }
+    this.#entries.set(incoming.id, entry)
+    this.#persisted(entry)
+    return { ok: true, changed: true }
+  }
+
+  /** This node's own new version of a record (it is the owner): store it and send it to the replicas. */
+  #write (record: TaskRecord): void {
+    const { ok } = this.#apply(record, true)
+    if (!ok) {
+      this.#stats.staleResultsRefused++
+      return
+    }
+    this.#announce(record, record.state as TaskState, this.config.selfId)
+    const targets = new Set([...record.replicas, ...this.replicaSetOf(record.id)])
+    targets.delete(this.config.selfId)
+    for (const peer of targets) this.#deliver(peer, { kind: 'store', rid: 0, record })
+  }
+
+  #persisted (entry: StoredEntry): void {
+    this.#emit({ kind: 'Persist', entry })
+    this.#index(entry.record)
+    this.#consider(entry.record.id)
+  }
+
+  #index (record: TaskRecord): void {
+    if (isTerminal(record.state)) this.#active.delete(record.id)
+    else this.#active.add(record.id)
+  }
+
+  // ---------------------------------------------------------------- ownership and claims
+
+  #position (id: string): number {
+    let position = this.#positions.get(id)
+    if (position === undefined) {
+      position = keyPosition(id)
+      this.#positions.set(id, position)
+    }
+    return position
+  }
+
+  /** The first member of the replica set that is alive and can run the type. */
+  #actingOwner (record: TaskRecord, replicas: string[]): string | null {
+    for (const peer of replicas) {
+      if (peer === this.config.selfId) {
+        if (!this.#leaving && this.config.types.includes(record.type)) return peer
+        continue
+      }
+      const member = this.#membership.members.get(peer)
+      if (member?.state === 'alive' && member.heartbeat?.leaving !== true && member.heartbeat?.types.includes(record.type) === true) return peer
+    }
+    return null
+  }
+
+  #reachable (peer: string): boolean {
+    if (peer === this.config.selfId) return true
+    const state = this.#membership.state(peer)
+    return state === 'alive' || state === 'suspect'
+  }
+
+  /** Queue the task for a claim if this node should claim it now; else arm the timer that will. */
+  #consider (id: string): void {
+    if (this.#leaving || !this.joined) return
+    if (this.#claims.has(id) || this.#running.has(id) || this.#inReady.has(id)) return
+    const record = this.#entries.get(id)?.record
+    if (record === undefined || isTerminal(record.state)) return
+    if (!record.committed) {
+      this.#armDue(id, record.createdAtMs + this.config.commitFallbackMs)
+      return
+    }
+    if (record.state === 'running') {
+      const owner = record.owner
+      const ownerGone = owner === null || (owner === this.config.selfId
+        ? true // we own it but are not running it: we restarted, or our claim was abandoned
+        : this.#membership.state(owner) === 'dead' || this.#membership.state(owner) === 'left' || this.#membership.state(owner) === undefined)
+      if (!ownerGone) return
+    } else if (record.runAtMs > this.#nowMs) {
+      this.#armDue(id, record.runAtMs)
+      return
+    }
+    if (this.#actingOwner(record, this.replicaSetOf(id)) !== this.config.selfId) return
+    this.#inReady.add(id)
+    this.#ready.push({ id, priority: record.priority, runAtMs: record.runAtMs, sequence: this.#readySequence++ })
+  }
+
+  #armDue (id: string, atMs: number): void {
+    const key = `${id}@${atMs}`
+    if (this.#dueTimers.has(key)) return
+    this.#dueTimers.add(key)
+    this.#addTimer({ atMs, kind: 'due', id })
+  }
+
+  #reconsiderAll (): void {
+    for (const id of this.#active) this.#consider(id)
+  }
+
+  /** After a ring change, push each active record to the members that newly joined its replica set. */
+  #handOff (previous: Ring): void {
+    for (const id of this.#active) {
+      const position = this.#position(id)
+      const before = new Set(replicaSetAt(previous, position, this.config.replicas))
+      const record = this.#entries.get(id)!.record
+      for (const peer of replicaSetAt(this.#ring, position, this.config.replicas)) {
+        if (!before.has(peer) && peer !== this.config.selfId) this.#deliver(peer, { kind: 'store', rid: 0, record })
+      }
+    }
+  }
+
+  #pump (): void {
+    while (!this.#leaving && this.#running.size + this.#claims.size < this.config.capacity && this.#ready.size > 0) {
+      const { id } = this.#ready.pop()!
+      this.#inReady.delete(id)
+      const record = this.#entries.get(id)?.record
+      if (record === undefined || isTerminal(record.state)) continue
+      this.#startClaim(record)
+    }
+  }
+
+  #startClaim (current: TaskRecord): void {
+    const entry = this.#entries.get(current.id)!
+    const replicas = this.replicaSetOf(current.id)
+    const reuseAttempt = this.#abandonedClaims.delete(current.id) && current.state === 'running' && current.owner === this.config.selfId
+    const attempt = reuseAttempt ? current.attempt : current.attempt + 1
+    const epoch = Math.max(current.epoch, entry.promised) + 1
+    const record: TaskRecord = {
+      ...current,
+      state: 'running', epoch, attempt, owner: this.config.selfId, replicas, committed: true,
+      startedAtMs: this.#nowMs, finishedAtMs: null,
+      history: [...current.history, { state: 'running', atMs: this.#nowMs, node: this.config.selfId, attempt }]
+    }
+    const rid = this.#nextRid++
+    const claim: PendingClaim = { rid, record, replicas, needed: writeQuorum(replicas.length), acks: new Set(), nacks: new Set() }
+    this.#claims.set(record.id, claim)
+    this.#claimRids.set(rid, record.id)
+    this.#addTimer({ atMs: this.#nowMs + this.config.claimTimeoutMs, kind: 'claimDeadline', rid })
+    for (const peer of replicas) this.#deliver(peer, { kind: 'claim', rid, record })
+  }
+
+  #startExecution (claim: PendingClaim): void {
+    const { record } = claim
+    this.#claims.delete(record.id)
+    this.#claimRids.delete(claim.rid)
+    this.#stats.claimsStarted++
+    this.#stats.executionsStarted++
+    this.#running.set(record.id, { epoch: record.epoch, startedAtMs: this.#nowMs })
+    this.#announce(record, 'running', this.config.selfId)
+    this.#emit({
+      kind: 'Execute',
+      order: { taskId: record.id, type: record.type, payload: record.payload, attempt: record.attempt, fencingToken: record.epoch, timeoutMs: record.timeoutMs }
+    })
+  }
+
+  #abandonClaim (claim: PendingClaim, reason: string): void {
+    this.#claims.delete(claim.record.id)
+    this.#claimRids.delete(claim.rid)
+    this.#stats.claimsAbandoned++
+    this.#abandonedClaims.add(claim.record.id)
+    this.#log('info', 'claim.abandoned', { task: claim.record.id, epoch: claim.record.epoch, reason, acks: claim.acks.size, needed: claim.needed })
+    this.#armDue(claim.record.id, this.#nowMs + this.config.claimRetryMs)
+  }
+
+  // ---------------------------------------------------------------- submits, reads, lists
+
+  #decide (peer: string, id: string, commit: boolean): void {
+    if (peer === this.config.selfId) {
+      this.#onDecide({ kind: 'decide', ids: [id], commit })
+      return
+    }
+    let pending = this.#decisions.get(peer)
+    if (pending === undefined) {
+      pending = { commit: [], abort: [] }
+      this.#decisions.set(peer, pending)
+    }
+    ;(commit ? pending.commit : pending.abort).push(id)
+  }
+
+  #flushDecisions (): void {
+    for (const [peer, { commit, abort }] of this.#decisions) {
+      if (abort.length > 0) this.#emit({ kind: 'Send', to: peer, message: { kind: 'decide', ids: abort, commit: false } })
+      if (commit.length > 0) this.#emit({ kind: 'Send', to: peer, message: { kind: 'decide', ids: commit, commit: true } })
+    }
+    this.#decisions.clear()
+  }
+
+  #failSubmit (rid: number, submit: PendingSubmit, why: string): void {
+    this.#submits.delete(rid)
+    this.#submitIds.delete(submit.record.id)
+    this.#stats.submitsRejected++
+    for (const peer of submit.replicas) this.#decide(peer, submit.record.id, false)
+    this.#log('warn', 'submit.no_quorum', { task: submit.record.id, acks: submit.acks.size, needed: submit.needed, why })
+    this.#resolveSubmit(submit.requestId, submit.index, {
+      ok: false,
+      error: { code: 'no_quorum', message: `could not store the task on ${submit.needed} of its ${submit.replicas.length} replicas (${why}); nothing was accepted` }
+    })
+  }
+
+  #resolveSubmit (requestId: number, index: number, outcome: SubmitOutcome): void {
+    const request = this.#submitRequests.get(requestId)
+    if (request === undefined || request.outcomes[index] !== undefined) return
+    request.outcomes[index] = outcome
+    request.remaining--
+    if (request.remaining === 0) this.#finishSubmitRequest(requestId)
+  }
+
+  #finishSubmitRequest (requestId: number): void {
+    const request = this.#submitRequests.get(requestId)!
+    this.#submitRequests.delete(requestId)
+    this.#reply(requestId, { kind: 'submit', outcomes: request.outcomes as SubmitOutcome[] })
+  }
+
+  #maybeFinishRead (rid: number, force = false): void {
+    const read = this.#reads.get(rid)
+    if (read === undefined || (read.waiting.size > 0 && !force)) return
+    this.#reads.delete(rid)
+    const record = read.merged !== null && read.merged.state !== 'aborted' ? read.merged : null
+    this.#reply(read.requestId, { kind: 'read', record })
+  }
+
+  #maybeFinishList (rid: number, force = false): void {
+    const list = this.#lists.get(rid)
+    if (list === undefined || (list.waiting.size > 0 && !force)) return
+    this.#lists.delete(rid)
+    const sorted = [...list.merged.values()].sort(compareCreated)
+    const tasks = sorted.slice(0, list.query.limit)
+    const more = sorted.length > list.query.limit || list.truncated
+    const last = tasks[tasks.length - 1]
+    this.#reply(list.requestId, { kind: 'list', page: { tasks, next: more && last !== undefined ? cursorOf(last) : null } })
+  }
+
+  #localList (query: ListQuery): TaskRecord[] {
+    const after = query.cursor
+    const matches: TaskRecord[] = []
+    for (const { record } of this.#entries.values()) {
+      if (record.state === 'aborted') continue
+      if (query.state !== null && record.state !== query.state) continue
+      if (query.type !== null && record.type !== query.type) continue
+      if (query.scheduleId !== null && record.scheduleId !== query.scheduleId) continue
+      if (after !== null && cursorOf(record) <= after) continue
+      matches.push(record)
+    }
+    return matches.sort(compareCreated).slice(0, query.limit)
+  }
+
+  // ---------------------------------------------------------------- time
+
+  #addTimer (timer: Timer): void {
+    this.#timers.push(timer)
+  }
+
+  #runDueTimers (): void {
+    while (this.#timers.size > 0 && this.#timers.peek()!.atMs <= this.#nowMs) {
+      const timer = this.#timers.pop()!
+      switch (timer.kind) {
+        case 'due':
+          this.#dueTimers.delete(`${timer.id}@${timer.atMs}`)
+          this.#onDue(timer.id)
+          break
+        case 'submitDeadline': {
+          const submit = this.#submits.get(timer.rid)
+          if (submit !== undefined) this.#failSubmit(timer.rid, submit, `timed out after ${this.config.submitTimeoutMs}ms`)
+          break
+        }
+        case 'claimDeadline': {
+          const id = this.#claimRids.get(timer.rid)
+          const claim = id === undefined ? undefined : this.#claims.get(id)
+          if (claim !== undefined && claim.rid === timer.rid) this.#abandonClaim(claim, 'timed out')
+          break
+        }
+        case 'readDeadline': this.#maybeFinishRead(timer.rid, true); break
+        case 'listDeadline': this.#maybeFinishList(timer.rid, true); break
+        default: unreachable(timer)
+      }
+    }
+  }
+
+  #onDue (id: string): void {
+    const entry = this.#entries.get(id)
+    if (entry === undefined) return
+    const record = entry.record
+    if (!record.committed && !isTerminal(record.state) && this.#nowMs >= record.createdAtMs + this.config.commitFallbackMs) {
+      // The coordinator's decision never arrived; it may have answered 201, so the task is kept.
+      this.#log('info', 'submit.commit_fallback', { task: id, coordinator: record.coordinator })
+      this.#apply({ ...record, committed: true }, false)
+      return
+    }
+    this.#consider(id)
+  }
+
+  #requestWake (): void {
+    const next = this.#timers.peek()?.atMs ?? Infinity
+    if (next !== this.#wakeAtMs) {
+      this.#wakeAtMs = next
+      if (next !== Infinity) this.#emit({ kind: 'WakeAt', atMs: next })
+    }
+  }
+
+  // ---------------------------------------------------------------- effects
+
+  #deliver (peer: string, message: PeerMessage): void {
+    if (peer === this.config.selfId) this.#onMessage(peer, message)
+    else this.#emit({ kind: 'Send', to: peer, message })
+  }
+
+  #reply (requestId: number, value: ReplyValue): void {
+    this.#emit({ kind: 'Reply', requestId, value })
+  }
+
+  #announce (record: TaskRecord, state: TaskState, node: string): void {
+    this.#events.push({ id: record.id, state, attempt: record.attempt, atMs: this.#nowMs, node })
+  }
+
+  #flushEvents (): void {
+    if (this.#events.length === 0) return
+    this.#emit({ kind: 'Announce', events: this.#events })
+    this.#events = []
+  }
+
+  #emit (effect: Effect): void {
+    this.#effects.push(effect)
+  }
+
+  #log (level: 'debug' | 'info' | 'warn' | 'error', event: string, fields: Record<string, unknown>): void {
+    this.#emit({ kind: 'Log', level, event, fields })
+  }
+
+  #heartbeat (): Heartbeat {
+    return {
+      protocol: PROTOCOL_VERSION,
+      peerId: this.config.selfId,
+      api: this.config.api,
+      addrs: this.config.addrs,
+      load: { running: this.#running.size, queued: this.#ready.size, capacity: this.config.capacity, durationMsEwma: Math.round(this.#durationMsEwma) },
+      types: this.config.types,
+      leaving: this.#leaving,
+      sequence: this.#nowMs
+    }
+  }
+
+  #virtualPositions (): number {
+    return this.config.virtualPositions ?? VIRTUAL_POSITIONS_DEFAULT
+  }
+}
+
+function compareCreated (a: TaskRecord, b: TaskRecord): number {
+  return a.createdAtMs - b.createdAtMs || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
+}
+
+/** A cursor that sorts like (createdAtMs, id). */
+export function cursorOf (record: TaskRecord): string {
+  return `${String(record.createdAtMs).padStart(15, '0')}:${record.id}`
+}
+
+function isDefined<T> (value: T | undefined): value is T {
+  return value !== undefined
+}
+
+export function unreachable (value: never): never {
+  throw new Error(`unreachable: ${JSON.stringify(value)}`)
+}

@@ -1,0 +1,59 @@
+// protocol.ts: the messages peers exchange, and the inputs and effects of the core.
+// Inputs are past-tense facts; effects are imperative orders (style.md).
+import type { ExecuteOrder, ExecutionOutcome } from '../exec/types.js'
+import type { ClusterView, Heartbeat, ListPage, ListQuery, StoredEntry, SubmitOutcome, TaskRecord, TaskSpec, TaskState } from './types.js'
+
+/** The wire protocol version carried in heartbeats. */
+export const PROTOCOL_VERSION = 1
+
+/** Peer-to-peer messages (src/net/wire.ts validates them at the edge). */
+export type PeerMessage =
+  /** Store (merge) a record durably; answered by `stored` after the write is synced. */
+  | { kind: 'store', rid: number, record: TaskRecord }
+  | { kind: 'stored', rid: number, id: string, ok: boolean, record: TaskRecord | null }
+  /** The coordinator's decision after a submit: commit (quorum reached) or abort. */
+  | { kind: 'decide', ids: string[], commit: boolean }
+  /** Promise this epoch and store the running record; answered by `claimed`. */
+  | { kind: 'claim', rid: number, record: TaskRecord }
+  | { kind: 'claimed', rid: number, id: string, ok: boolean, record: TaskRecord | null }
+  | { kind: 'read', rid: number, ids: string[] }
+  | { kind: 'readReply', rid: number, records: TaskRecord[] }
+  | { kind: 'list', rid: number, query: ListQuery }
+  | { kind: 'listReply', rid: number, records: TaskRecord[] }
+
+export interface TaskEventData {
+  id: string
+  state: TaskState
+  attempt: number
+  atMs: number
+  node: string
+}
+
+export type Input =
+  | { kind: 'Restored', atMs: number, entries: StoredEntry[] }
+  | { kind: 'Ticked', atMs: number }
+  | { kind: 'SubmitRequested', atMs: number, requestId: number, items: Array<{ id: string, spec: TaskSpec }> }
+  | { kind: 'ReadRequested', atMs: number, requestId: number, id: string }
+  | { kind: 'ListRequested', atMs: number, requestId: number, query: ListQuery }
+  | { kind: 'MessageReceived', atMs: number, from: string, message: PeerMessage }
+  | { kind: 'HeartbeatReceived', atMs: number, heartbeat: Heartbeat }
+  | { kind: 'PeerDisconnected', atMs: number, peerId: string }
+  | { kind: 'ExecutionFinished', atMs: number, taskId: string, epoch: number, outcome: ExecutionOutcome, durationMs: number }
+  | { kind: 'LeaveRequested', atMs: number }
+
+export type ReplyValue =
+  | { kind: 'submit', outcomes: SubmitOutcome[] }
+  | { kind: 'read', record: TaskRecord | null }
+  | { kind: 'list', page: ListPage }
+
+export type Effect =
+  | { kind: 'Persist', entry: StoredEntry }
+  | { kind: 'Send', to: string, message: PeerMessage }
+  | { kind: 'PublishHeartbeat', heartbeat: Heartbeat }
+  | { kind: 'Announce', events: TaskEventData[] }
+  | { kind: 'Execute', order: ExecuteOrder }
+  | { kind: 'Reply', requestId: number, value: ReplyValue }
+  | { kind: 'WakeAt', atMs: number }
+  | { kind: 'Log', level: 'debug' | 'info' | 'warn' | 'error', event: string, fields: Record<string, unknown> }
+
+export type { ClusterView }

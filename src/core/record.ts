@@ -1,0 +1,109 @@
+// record.ts: the task record lattice (design.md section 4).
+// merge(a, b) is commutative, associative and idempotent: the record with the higher version
+// wins (terminal > non-terminal, then epoch, attempt, state order, history length, then a
+// canonical-text tie-break), and `committed` is OR-ed, so replicas converge whatever the order.
+import { TERMINAL_STATES } from './types.js'
+import type { HistoryEntry, StoredState, TaskRecord, TaskSpec, TaskState } from './types.js'
+
+/** Order of states within one (epoch, attempt): later in a lifecycle ranks higher. */
+const STATE_ORDER: Record<StoredState, number> = {
+  pending: 0, queued: 1, running: 2, retrying: 3, succeeded: 4, dead: 4, cancelled: 5, aborted: 6
+}
+
+export function isTerminal (state: StoredState): boolean {
+  return TERMINAL_STATES.has(state)
+}
+
+/** Negative when a ranks below b, positive when above, 0 only for equal versions. */
+export function compareVersions (a: TaskRecord, b: TaskRecord): number {
+  return (Number(isTerminal(a.state)) - Number(isTerminal(b.state))) ||
+    (a.epoch - b.epoch) ||
+    (a.attempt - b.attempt) ||
+    (STATE_ORDER[a.state] - STATE_ORDER[b.state]) ||
+    (a.history.length - b.history.length) ||
+    compareText(canonicalText(a), canonicalText(b))
+}
+
+export function merge (a: TaskRecord, b: TaskRecord): TaskRecord {
+  if (a === b) return a
+  const order = compareVersions(a, b)
+  const winner = order >= 0 ? a : b
+  const committed = a.committed || b.committed
+  return winner.committed === committed ? winner : { ...winner, committed }
+}
+
+/** True when merging b into a would change a. */
+export function mergeChanges (a: TaskRecord, b: TaskRecord): boolean {
+  return compareVersions(b, a) > 0 || (b.committed && !a.committed)
+}
+
+function compareText (a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0
+}
+
+/** Deterministic text of a record, ignoring `committed` (it is merged separately). */
+export function canonicalText (record: TaskRecord): string {
+  const { committed: _committed, ...rest } = record
+  return stableStringify(rest)
+}
+
+export function stableStringify (value: unknown): string {
+  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null'
+  if (Array.isArray(value)) return '[' + value.map(stableStringify).join(',') + ']'
+  if (value instanceof Uint8Array) return '"b:' + Array.from(value).join('.') + '"'
+  const keys = Object.keys(value).sort()
+  return '{' + keys
+    .filter(key => (value as Record<string, unknown>)[key] !== undefined)
+    .map(key => JSON.stringify(key) + ':' + stableStringify((value as Record<string, unknown>)[key]))
+    .join(',') + '}'
+}
+
+export interface NewRecordInput {
+  id: string
+  spec: TaskSpec
+  atMs: number
+  coordinator: string
+  replicas: string[]
+}
+
+export function newRecord ({ id, spec, atMs, coordinator, replicas }: NewRecordInput): TaskRecord {
+  const runAtMs = spec.runAtMs ?? (spec.delayMs !== null ? atMs + spec.delayMs : atMs)
+  const state: TaskState = runAtMs > atMs ? 'pending' : 'queued'
+  return {
+    id,
+    type: spec.type,
+    payload: spec.payload ?? null,
+    state,
+    priority: spec.priority,
+    attempt: 0,
+    maxAttempts: spec.maxAttempts,
+    backoff: spec.backoff,
+    timeoutMs: spec.timeoutMs,
+    epoch: 0,
+    owner: null,
+    replicas,
+    coordinator,
+    committed: false,
+    runAtMs,
+    createdAtMs: atMs,
+    startedAtMs: null,
+    finishedAtMs: null,
+    result: null,
+    error: null,
+    idempotencyKey: spec.idempotencyKey,
+    dependsOn: spec.dependsOn,
+    scheduleId: null,
+    history: [{ state, atMs, node: coordinator, attempt: 0 }]
+  }
+}
+
+export function withHistory (record: TaskRecord, entry: HistoryEntry): HistoryEntry[] {
+  return [...record.history, entry]
+}
+
+/** Delay before attempt `attempt + 1` after attempt `attempt` failed. No jitter yet. */
+export function backoffDelayMs (record: TaskRecord): number {
+  const { kind, delayMs, delayMsMax } = record.backoff
+  if (kind === 'fixed') return delayMs
+  return Math.min(delayMsMax, delayMs * 2 ** Math.max(0, record.attempt - 1))
+}

@@ -1,0 +1,385 @@
+// node.ts: startNode() wires the adapters (net, store, exec, api) around one core node.
+import '../polyfill.js'
+import { randomBytes } from 'node:crypto'
+import { mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import { TaskmeshNode } from '../core/node.js'
+import type { CoreConfig } from '../core/node.js'
+import type { ReplyValue, TaskEventData } from '../core/protocol.js'
+import { TERMINAL_STATES } from '../core/types.js'
+import type { ListQuery, SubmitOutcome, TaskRecord, TaskSpec } from '../core/types.js'
+import { Executors } from '../exec/executors.js'
+import { startHttpApi } from '../api/http.js'
+import type { NodeApi, TaskEvent } from '../api/node-api.js'
+import { loadOrCreatePrivateKey } from '../net/identity.js'
+import { PeerNet } from '../net/peer-net.js'
+import { validateEvents, validateHeartbeat, validatePeerMessage } from '../net/wire.js'
+import { Store } from '../store/store.js'
+import { Driver } from './driver.js'
+import { createLogger } from './log.js'
+import type { Logger } from './log.js'
+import { renderMetrics } from './metrics.js'
+import type { NodeOptions } from './options.js'
+
+export const HEARTBEAT_TOPIC = 'taskmesh/heartbeat/1'
+export const EVENTS_TOPIC = 'taskmesh/events/1'
+
+export const DEFAULTS = {
+  listen: ['/ip4/127.0.0.1/tcp/0'],
+  api: '127.0.0.1:7070',
+  replicas: 3,
+  capacity: 8,
+  payloadBytesMax: 1024 * 1024,
+  heartbeatMs: 500,
+  suspectAfterMs: 1500,
+  deadAfterMs: 3000,
+  removeAfterMs: 30_000,
+  submitTimeoutMs: 5000,
+  drainGraceMs: 30_000,
+  frameBytesMax: 16 * 1024 * 1024
+} as const
+
+/** A running node: the library API of contract.md. */
+export class RunningNode {
+  readonly peerId: string
+  readonly multiaddrs: string[]
+  readonly apiUrl: string | null
+  readonly #driver: Driver
+  readonly #net: PeerNet
+  readonly #store: Store
+  readonly #executors: Executors
+  readonly #closeHttp: (() => Promise<void>) | null
+  readonly #log: Logger
+  readonly #listeners: Set<(event: TaskEvent) => void>
+  readonly #ticker: NodeJS.Timeout
+  readonly #options: NodeOptions
+  #closing: Promise<void> | null = null
+  #draining: Promise<void> | null = null
+  readonly api: NodeApi
+
+  constructor (parts: {
+    driver: Driver, net: PeerNet, store: Store, executors: Executors, closeHttp: (() => Promise<void>) | null,
+    apiUrl: string | null, log: Logger, listeners: Set<(event: TaskEvent) => void>, ticker: NodeJS.Timeout, options: NodeOptions
+  }) {
+    this.#driver = parts.driver
+    this.#net = parts.net
+    this.#store = parts.store
+    this.#executors = parts.executors
+    this.#closeHttp = parts.closeHttp
+    this.#log = parts.log
+    this.#listeners = parts.listeners
+    this.#ticker = parts.ticker
+    this.#options = parts.options
+    this.peerId = parts.net.peerId
+    this.multiaddrs = parts.net.multiaddrs()
+    this.apiUrl = parts.apiUrl
+    this.api = this.#makeApi()
+  }
+
+  /** Submit one task; resolves with the accepted record (durable on a write quorum). */
+  async submit (body: Partial<TaskSpec> & { type: string }): Promise<TaskRecord> {
+    const [outcome] = await this.submitSpecs([specOf(body)])
+    if (!outcome!.ok) throw new TaskRejectedError(outcome!.error.code, outcome!.error.message)
+    return outcome!.record
+  }
+
+  /** Submit many tasks in one batch; outcomes in input order. */
+  async submitMany (bodies: Array<Partial<TaskSpec> & { type: string }>): Promise<SubmitOutcome[]> {
+    return await this.submitSpecs(bodies.map(specOf))
+  }
+
+  async submitSpecs (specs: TaskSpec[]): Promise<SubmitOutcome[]> {
+    const items = specs.map(spec => ({ id: newTaskId(), spec }))
+    const reply = await this.#driver.request((requestId, atMs) => ({ kind: 'SubmitRequested', atMs, requestId, items }))
+    return expect(reply, 'submit').outcomes
+  }
+
+  async get (id: string): Promise<TaskRecord | null> {
+    const reply = await this.#driver.request((requestId, atMs) => ({ kind: 'ReadRequested', atMs, requestId, id }))
+    return expect(reply, 'read').record
+  }
+
+  /** Wait until the task is terminal (or timeoutMs passes); resolves with the last record seen. */
+  async wait (id: string, timeoutMs = 24 * 3600 * 1000): Promise<TaskRecord | null> {
+    const deadline = Date.now() + timeoutMs
+    let pollMs = 25
+    for (;;) {
+      const record = await this.get(id)
+      if (record === null || TERMINAL_STATES.has(record.state) || Date.now() >= deadline) return record
+      // Gossiped events wake us early; polling is the fallback, since gossip is best effort.
+      await this.#nextEventOrTimeout(id, Math.min(pollMs, deadline - Date.now()))
+      pollMs = Math.min(pollMs * 2, 500)
+    }
+  }
+
+  async list (query: Partial<ListQuery> = {}): Promise<{ tasks: TaskRecord[], next: string | null }> {
+    const full: ListQuery = { state: null, type: null, scheduleId: null, limit: 100, cursor: null, ...query }
+    const reply = await this.#driver.request((requestId, atMs) => ({ kind: 'ListRequested', atMs, requestId, query: full }))
+    return expect(reply, 'list').page
+  }
+
+  cluster (): ReturnType<TaskmeshNode['clusterView']> {
+    return this.#driver.core.clusterView()
+  }
+
+  /** Stop claiming, let running tasks finish (within the grace period), announce the leave. */
+  drain (graceMs = DEFAULTS.drainGraceMs): Promise<void> {
+    this.#draining ??= (async () => {
+      this.#driver.push({ kind: 'LeaveRequested', atMs: Date.now() })
+      const deadline = Date.now() + graceMs
+      while (this.#driver.runningExecutions() > 0 && Date.now() < deadline) await delay(50)
+      await this.#driver.settled()
+      // Give the leaving heartbeat a moment to spread (best effort; peers also time out).
+      await delay(Math.min(200, this.#options.heartbeatMs ?? DEFAULTS.heartbeatMs))
+    })()
+    return this.#draining
+  }
+
+  /** Graceful stop: drain first, then close. */
+  async stop (): Promise<void> {
+    await this.drain()
+    await this.close()
+  }
+
+  /** Immediate stop: running executions are aborted. */
+  close (): Promise<void> {
+    this.#closing ??= (async () => {
+      clearInterval(this.#ticker)
+      if (this.#closeHttp !== null) await this.#closeHttp().catch(error => this.#log.warn('api.close_failed', { error }))
+      await this.#driver.settled().catch(() => {})
+      this.#driver.stop()
+      await this.#executors.stop()
+      await this.#net.stop().catch(error => this.#log.warn('net.stop_failed', { error }))
+      await this.#store.close().catch(error => this.#log.warn('store.close_failed', { error }))
+      this.#listeners.clear()
+      this.#log.info('node.stopped', {})
+    })()
+    return this.#closing
+  }
+
+  metrics (): string {
+    return renderMetrics({
+      core: this.#driver.core.stats(),
+      driver: this.#driver.stats,
+      net: this.#net.stats(),
+      store: this.#store.stats,
+      members: this.#driver.core.clusterView().members
+    })
+  }
+
+  #nextEventOrTimeout (id: string, timeoutMs: number): Promise<void> {
+    return new Promise(resolve => {
+      const finish = (): void => {
+        clearTimeout(timer)
+        this.#listeners.delete(listener)
+        resolve()
+      }
+      const listener = (event: TaskEvent): void => { if (event.id === id) finish() }
+      const timer = setTimeout(finish, Math.max(0, timeoutMs))
+      this.#listeners.add(listener)
+    })
+  }
+
+  #makeApi (): NodeApi {
+    return {
+      submit: async specs => await this.submitSpecs(specs),
+      get: async id => await this.get(id),
+      wait: async (id, timeoutMs) => await this.wait(id, timeoutMs),
+      list: async query => await this.list(query),
+      cancel: async () => { throw Object.assign(new Error('cancel is not supported yet'), { code: 'invalid_input' }) },
+      retry: async () => { throw Object.assign(new Error('retry is not supported yet'), { code: 'invalid_input' }) },
+      cluster: () => this.cluster(),
+      drain: async () => { await this.stop() },
+      metrics: () => this.metrics(),
+      healthy: () => this.#driver.core.joined && !this.#driver.core.leaving,
+      onEvent: listener => {
+        this.#listeners.add(listener)
+        return () => { this.#listeners.delete(listener) }
+      }
+    }
+  }
+}
+
+export class TaskRejectedError extends Error {
+  override name = 'TaskRejectedError'
+  readonly code: string
+  constructor (code: string, message: string) {
+    super(message)
+    this.code = code
+  }
+}
+
+export async function startNode (options: NodeOptions): Promise<RunningNode> {
+  const log = createLogger(options.logLevel ?? 'info')
+  await mkdir(options.dataDir, { recursive: true })
+  const privateKey = await loadOrCreatePrivateKey(options.dataDir)
+  const store = await Store.open(join(options.dataDir, 'db'), log)
+  const cleanups: Array<() => Promise<void>> = [async () => await store.close()]
+  try {
+    const entries = await store.loadAll()
+    const executors = await Executors.create({ handlers: options.handlers, allowExec: options.allowExec === true, log })
+    cleanups.push(async () => await executors.stop())
+
+    const listeners = new Set<(event: TaskEvent) => void>()
+    const notify = (events: TaskEventData[]): void => {
+      for (const event of events) for (const listener of listeners) {
+        try { listener(event) } catch (error) { log.warn('events.listener_failed', { error }) }
+      }
+    }
+    let driver: Driver | null = null
+    const early: Array<() => void> = []
+    const whenReady = (fn: () => void): void => { if (driver !== null) fn(); else early.push(fn) }
+
+    const net = await PeerNet.create({
+      privateKey,
+      listen: options.listen ?? [...DEFAULTS.listen],
+      bootstrap: options.bootstrap ?? [],
+      swarmKey: options.swarmKey,
+      topics: [HEARTBEAT_TOPIC, EVENTS_TOPIC],
+      frameBytesMax: DEFAULTS.frameBytesMax,
+      log,
+      onMessages: (from, messages) => whenReady(() => {
+        for (const value of messages) {
+          const message = validatePeerMessage(value)
+          if (!message.ok) {
+            log.warn('wire.message_refused', { from, reason: message.reason })
+            continue
+          }
+          driver!.push({ kind: 'MessageReceived', atMs: Date.now(), from, message: message.value })
+        }
+      }),
+      onGossip: (topic, from, value) => whenReady(() => {
+        if (topic === HEARTBEAT_TOPIC) {
+          const heartbeat = validateHeartbeat(value, from)
+          if (!heartbeat.ok) {
+            log.warn('wire.heartbeat_refused', { from, reason: heartbeat.reason })
+            return
+          }
+          net.addAddresses(from, heartbeat.value.addrs)
+          driver!.push({ kind: 'HeartbeatReceived', atMs: Date.now(), heartbeat: heartbeat.value })
+        } else if (topic === EVENTS_TOPIC) {
+          const events = validateEvents(value)
+          if (events.ok) notify(events.value)
+          else log.warn('wire.events_refused', { from, reason: events.reason })
+        }
+      }),
+      onPeerDisconnected: peerId => whenReady(() => driver!.push({ kind: 'PeerDisconnected', atMs: Date.now(), peerId }))
+    })
+    cleanups.push(async () => await net.stop())
+
+    const payloadBytesMax = options.payloadBytesMax ?? DEFAULTS.payloadBytesMax
+    let apiUrl: string | null = null
+    let closeHttp: (() => Promise<void>) | null = null
+    let node: RunningNode | null = null
+    const apiProxy: NodeApi = lazyApi(() => node?.api ?? null)
+    if (options.api !== false) {
+      const [host, port] = splitHostPort(options.api ?? DEFAULTS.api)
+      const http = await startHttpApi({ host, port, token: options.apiToken ?? null, node: apiProxy, payloadBytesMax, log })
+      apiUrl = http.url
+      closeHttp = http.close
+      cleanups.push(http.close)
+    }
+
+    const heartbeatMs = options.heartbeatMs ?? DEFAULTS.heartbeatMs
+    const hasBootstrap = (options.bootstrap ?? []).length > 0
+    const config: CoreConfig = {
+      selfId: net.peerId,
+      replicas: options.replicas ?? DEFAULTS.replicas,
+      capacity: options.capacity ?? DEFAULTS.capacity,
+      heartbeatMs,
+      suspectAfterMs: options.suspectAfterMs ?? DEFAULTS.suspectAfterMs,
+      deadAfterMs: options.deadAfterMs ?? DEFAULTS.deadAfterMs,
+      removeAfterMs: DEFAULTS.removeAfterMs,
+      submitTimeoutMs: options.submitTimeoutMs ?? DEFAULTS.submitTimeoutMs,
+      claimTimeoutMs: 3000,
+      readTimeoutMs: 1000,
+      claimRetryMs: 1000,
+      commitFallbackMs: 2 * (options.submitTimeoutMs ?? DEFAULTS.submitTimeoutMs) + 1000,
+      joinGraceMs: hasBootstrap || entries.length > 0 ? 4 * heartbeatMs : 0,
+      api: apiUrl ?? '',
+      addrs: net.multiaddrs(),
+      types: executors.types()
+    }
+    const core = new TaskmeshNode(config, Date.now())
+    driver = new Driver(core, {
+      persist: async batch => await store.write(batch),
+      send: (peerId, messages) => net.send(peerId, messages),
+      publishHeartbeat: heartbeat => net.publish(HEARTBEAT_TOPIC, heartbeat),
+      announce: events => {
+        net.publish(EVENTS_TOPIC, events)
+        notify(events)
+      },
+      execute: async (order, signal) => await executors.run(order, signal),
+      now: () => Date.now()
+    }, log)
+    for (const fn of early.splice(0)) fn()
+    driver.push({ kind: 'Restored', atMs: Date.now(), entries })
+    driver.push({ kind: 'Ticked', atMs: Date.now() })
+    const ticker = setInterval(() => driver!.push({ kind: 'Ticked', atMs: Date.now() }), Math.max(50, Math.floor(heartbeatMs / 4)))
+    ticker.unref()
+    node = new RunningNode({ driver, net, store, executors, closeHttp, apiUrl, log, listeners, ticker, options })
+    log.info('node.started', { peerId: node.peerId, addrs: node.multiaddrs, api: apiUrl, records: entries.length })
+    return node
+  } catch (error) {
+    for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {})
+    throw error
+  }
+}
+
+function lazyApi (get: () => NodeApi | null): NodeApi {
+  const need = (): NodeApi => {
+    const api = get()
+    if (api === null) throw Object.assign(new Error('node is starting'), { code: 'shutting_down' })
+    return api
+  }
+  return {
+    submit: async specs => await need().submit(specs),
+    get: async id => await need().get(id),
+    wait: async (id, timeoutMs) => await need().wait(id, timeoutMs),
+    list: async query => await need().list(query),
+    cancel: async id => await need().cancel(id),
+    retry: async id => await need().retry(id),
+    cluster: () => need().cluster(),
+    drain: async () => await need().drain(),
+    metrics: () => need().metrics(),
+    healthy: () => get()?.healthy() ?? false,
+    onEvent: listener => need().onEvent(listener)
+  }
+}
+
+export function splitHostPort (value: string): [string, number] {
+  const match = /^\[?([^\]]*?)\]?:(\d{1,5})$/.exec(value)
+  if (match === null) throw new Error(`api: expected host:port, got "${value}"`)
+  const port = Number(match[2])
+  if (port > 65535) throw new Error(`api: port out of range in "${value}"`)
+  return [match[1]!, port]
+}
+
+/** Time-sortable, unique task ids: base36 time + 64 random bits. */
+export function newTaskId (): string {
+  return `t${Date.now().toString(36)}${randomBytes(8).toString('hex')}`
+}
+
+function specOf (body: Partial<TaskSpec> & { type: string }): TaskSpec {
+  return {
+    type: body.type,
+    payload: body.payload ?? null,
+    priority: body.priority ?? 0,
+    runAtMs: body.runAtMs ?? null,
+    delayMs: body.delayMs ?? null,
+    maxAttempts: body.maxAttempts ?? 1,
+    backoff: body.backoff ?? { kind: 'exponential', delayMs: 1000, delayMsMax: 60_000 },
+    timeoutMs: body.timeoutMs ?? null,
+    idempotencyKey: body.idempotencyKey ?? null,
+    dependsOn: body.dependsOn ?? []
+  }
+}
+
+function expect<K extends ReplyValue['kind']> (reply: ReplyValue, kind: K): Extract<ReplyValue, { kind: K }> {
+  if (reply.kind !== kind) throw new Error(`expected a ${kind} reply, got ${reply.kind}`)
+  return reply as Extract<ReplyValue, { kind: K }>
+}
+
+function delay (ms: number): Promise<void> {
+  return new Promise(resolve => setTimeout(resolve, ms))
+}
