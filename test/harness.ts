@@ -1,0 +1,85 @@
+// harness.ts: several core nodes in one process, a message router and a virtual clock.
+// Deterministic: no real time, no real network. Tests decide which links are down.
+import { TaskmeshNode } from '../src/core/node.js'
+import type { CoreConfig } from '../src/core/node.js'
+import type { Effect, Input, PeerMessage, ReplyValue } from '../src/core/protocol.js'
+import type { ExecuteOrder } from '../src/exec/types.js'
+
+export class Harness {
+  nowMs = 1_000_000
+  readonly nodes = new Map<string, TaskmeshNode>()
+  readonly replies = new Map<number, ReplyValue>()
+  readonly executions: Array<{ node: string, order: ExecuteOrder }> = []
+  readonly down = new Set<string>()
+  #queue: Array<{ to: string, input: Input }> = []
+  #nextRequestId = 1
+
+  constructor (ids: string[], overrides: Partial<CoreConfig> = {}, types = ['noop']) {
+    for (const id of ids) {
+      this.nodes.set(id, new TaskmeshNode({
+        selfId: id, replicas: 3, capacity: 4, heartbeatMs: 100, suspectAfterMs: 300, deadAfterMs: 600, removeAfterMs: 10_000,
+        submitTimeoutMs: 1000, claimTimeoutMs: 500, readTimeoutMs: 200, claimRetryMs: 200, commitFallbackMs: 3000,
+        joinGraceMs: 0, api: `http://${id}`, addrs: [], types, ...overrides
+      }, this.nowMs))
+    }
+  }
+
+  node (id: string): TaskmeshNode { return this.nodes.get(id)! }
+
+  /** Let every node hear every other node's heartbeat. */
+  meet (): void {
+    for (let i = 0; i < 3; i++) this.advance(100)
+  }
+
+  request (id: string, make: (requestId: number) => Input): number {
+    const requestId = this.#nextRequestId++
+    this.#queue.push({ to: id, input: make(requestId) })
+    this.run()
+    return requestId
+  }
+
+  submit (id: string, taskId: string, type = 'noop'): number {
+    return this.request(id, requestId => ({
+      kind: 'SubmitRequested', atMs: this.nowMs, requestId,
+      items: [{ id: taskId, spec: { type, payload: null, priority: 0, runAtMs: null, delayMs: null, maxAttempts: 1, backoff: { kind: 'fixed', delayMs: 10, delayMsMax: 10 }, timeoutMs: null, idempotencyKey: null, dependsOn: [] } }]
+    }))
+  }
+
+  finish (node: string, taskId: string, epoch: number, ok = true): void {
+    this.#queue.push({ to: node, input: { kind: 'ExecutionFinished', atMs: this.nowMs, taskId, epoch, outcome: ok ? { ok: true, result: 'done' } : { ok: false, error: 'boom' }, durationMs: 1 } })
+    this.run()
+  }
+
+  advance (ms: number, stepMs = 50): void {
+    const end = this.nowMs + ms
+    while (this.nowMs < end) {
+      this.nowMs = Math.min(end, this.nowMs + stepMs)
+      for (const id of this.nodes.keys()) if (!this.down.has(id)) this.#queue.push({ to: id, input: { kind: 'Ticked', atMs: this.nowMs } })
+      this.run()
+    }
+  }
+
+  run (): void {
+    while (this.#queue.length > 0) {
+      const { to, input } = this.#queue.shift()!
+      if (this.down.has(to)) continue
+      const node = this.nodes.get(to)!
+      node.step(input)
+      for (const effect of node.drain()) this.#apply(to, effect)
+    }
+  }
+
+  #apply (from: string, effect: Effect): void {
+    switch (effect.kind) {
+      case 'Send':
+        if (!this.down.has(from) && !this.down.has(effect.to)) this.#queue.push({ to: effect.to, input: { kind: 'MessageReceived', atMs: this.nowMs, from, message: structuredClone(effect.message) as PeerMessage } })
+        break
+      case 'PublishHeartbeat':
+        for (const id of this.nodes.keys()) if (id !== from && !this.down.has(id)) this.#queue.push({ to: id, input: { kind: 'HeartbeatReceived', atMs: this.nowMs, heartbeat: structuredClone(effect.heartbeat) } })
+        break
+      case 'Reply': this.replies.set(effect.requestId, effect.value); break
+      case 'Execute': this.executions.push({ node: from, order: effect.order }); break
+      default: break
+    }
+  }
+}
