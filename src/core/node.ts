@@ -448,7 +448,7 @@ export class TaskmeshNode {
     for (const id of message.ids) {
       const entry = this.#entries.get(id)
       if (entry === undefined) continue
-      if (message.commit) this.#apply({ ...entry.record, committed: true }, false)
+      if (message.commit) this.#commit(entry)
       else if (!entry.record.committed && entry.record.epoch === 0) this.#apply({ ...entry.record, state: 'aborted' }, false)
     }
   }
@@ -525,6 +525,14 @@ export class TaskmeshNode {
     this.#entries.set(incoming.id, entry)
     this.#persisted(entry)
     return { ok: true, changed: true }
+  }
+
+  /** Mark a record committed: the OR half of the lattice, with no need to compare versions. */
+  #commit (entry: StoredEntry): void {
+    if (entry.record.committed) return
+    const committed: StoredEntry = { record: { ...entry.record, committed: true }, promised: entry.promised }
+    this.#entries.set(committed.record.id, committed)
+    this.#persisted(committed)
   }
 
   /** This node's own new version of a record (it is the owner): store it and send it to the replicas. */
@@ -803,7 +811,7 @@ export class TaskmeshNode {
     if (!record.committed && !isTerminal(record.state) && this.#nowMs >= record.createdAtMs + this.config.commitFallbackMs) {
       // The coordinator's decision never arrived; it may have answered 201, so the task is kept.
       this.#log('info', 'submit.commit_fallback', { task: id, coordinator: record.coordinator })
-      this.#apply({ ...record, committed: true }, false)
+      this.#commit(entry)
       return
     }
     this.#consider(id)

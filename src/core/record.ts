@@ -41,10 +41,17 @@ function compareText (a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0
 }
 
-/** Deterministic text of a record, ignoring `committed` (it is merged separately). */
+const canonicalTexts = new WeakMap<TaskRecord, string>()
+
+/** Deterministic text of a record, ignoring `committed` (it is merged separately). Cached per object. */
 export function canonicalText (record: TaskRecord): string {
-  const { committed: _committed, ...rest } = record
-  return stableStringify(rest)
+  let text = canonicalTexts.get(record)
+  if (text === undefined) {
+    const { committed: _committed, ...rest } = record
+    text = stableStringify(rest)
+    canonicalTexts.set(record, text)
+  }
+  return text
 }
 
 export function stableStringify (value: unknown): string {

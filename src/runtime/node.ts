@@ -36,7 +36,8 @@ export const DEFAULTS = {
   removeAfterMs: 30_000,
   submitTimeoutMs: 5000,
   drainGraceMs: 30_000,
-  frameBytesMax: 16 * 1024 * 1024
+  // Frames stay small: pnet's xsalsa20 keeps one WASM buffer as large as the largest write, capped at 64 MiB.
+  frameBytesMax: 4 * 1024 * 1024
 } as const
 
 /** A running node: the library API of contract.md. */
@@ -53,14 +54,17 @@ export class RunningNode {
   readonly #listeners: Set<(event: TaskEvent) => void>
   readonly #ticker: NodeJS.Timeout
   readonly #options: NodeOptions
+  readonly #gossip: EventGossip
   #closing: Promise<void> | null = null
   #draining: Promise<void> | null = null
   readonly api: NodeApi
 
   constructor (parts: {
     driver: Driver, net: PeerNet, store: Store, executors: Executors, closeHttp: (() => Promise<void>) | null,
-    apiUrl: string | null, log: Logger, listeners: Set<(event: TaskEvent) => void>, ticker: NodeJS.Timeout, options: NodeOptions
+    apiUrl: string | null, log: Logger, listeners: Set<(event: TaskEvent) => void>, ticker: NodeJS.Timeout, options: NodeOptions,
+    gossip: EventGossip
   }) {
+    this.#gossip = parts.gossip
     this.#driver = parts.driver
     this.#net = parts.net
     this.#store = parts.store
@@ -145,6 +149,7 @@ export class RunningNode {
   close (): Promise<void> {
     this.#closing ??= (async () => {
       clearInterval(this.#ticker)
+      this.#gossip.stop()
       if (this.#closeHttp !== null) await this.#closeHttp().catch(error => this.#log.warn('api.close_failed', { error }))
       await this.#driver.settled().catch(() => {})
       this.#driver.stop()
@@ -301,13 +306,15 @@ export async function startNode (options: NodeOptions): Promise<RunningNode> {
       types: executors.types()
     }
     const core = new TaskmeshNode(config, Date.now())
+    const gossip = new EventGossip(events => net.publish(EVENTS_TOPIC, events), log)
+    cleanups.push(async () => gossip.stop())
     driver = new Driver(core, {
       persist: async batch => await store.write(batch),
       send: (peerId, messages) => net.send(peerId, messages),
       publishHeartbeat: heartbeat => net.publish(HEARTBEAT_TOPIC, heartbeat),
       announce: events => {
-        net.publish(EVENTS_TOPIC, events)
         notify(events)
+        gossip.add(events)
       },
       execute: async (order, signal) => await executors.run(order, signal),
       now: () => Date.now()
@@ -317,12 +324,65 @@ export async function startNode (options: NodeOptions): Promise<RunningNode> {
     driver.push({ kind: 'Ticked', atMs: Date.now() })
     const ticker = setInterval(() => driver!.push({ kind: 'Ticked', atMs: Date.now() }), Math.max(50, Math.floor(heartbeatMs / 4)))
     ticker.unref()
-    node = new RunningNode({ driver, net, store, executors, closeHttp, apiUrl, log, listeners, ticker, options })
+    node = new RunningNode({ driver, net, store, executors, closeHttp, apiUrl, log, listeners, ticker, options, gossip })
     log.info('node.started', { peerId: node.peerId, addrs: node.multiaddrs, api: apiUrl, records: entries.length })
     return node
   } catch (error) {
     for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {})
     throw error
+  }
+}
+
+/**
+ * Task events go out on gossip at most every EVENT_GOSSIP_MS, as one message: every gossip
+ * message costs each receiver a signature check, so one per tick would dominate the CPU under
+ * load. Gossip is best effort (watchers only); beyond EVENT_GOSSIP_MAX pending events the
+ * oldest are dropped and counted.
+ */
+const EVENT_GOSSIP_MS = 250
+const EVENT_GOSSIP_MAX = 20_000
+
+class EventGossip {
+  #pending: TaskEventData[] = []
+  #timer: NodeJS.Timeout | null = null
+  dropped = 0
+  readonly #publish: (events: TaskEventData[]) => void
+  readonly #log: Logger
+
+  constructor (publish: (events: TaskEventData[]) => void, log: Logger) {
+    this.#publish = publish
+    this.#log = log
+  }
+
+  add (events: TaskEventData[]): void {
+    for (const event of events) this.#pending.push(event)
+    if (this.#pending.length > EVENT_GOSSIP_MAX) {
+      const excess = this.#pending.length - EVENT_GOSSIP_MAX
+      this.#pending.splice(0, excess)
+      this.dropped += excess
+    }
+    if (this.#timer === null) {
+      this.#timer = setTimeout(() => this.#flush(), EVENT_GOSSIP_MS)
+      this.#timer.unref()
+    }
+  }
+
+  #flush (): void {
+    this.#timer = null
+    const events = this.#pending
+    this.#pending = []
+    if (events.length === 0) return
+    try {
+      this.#publish(events)
+    } catch (error) {
+      this.#log.debug('events.publish_failed', { error })
+    }
+  }
+
+  stop (): void {
+    if (this.#timer !== null) clearTimeout(this.#timer)
+    this.#timer = null
+    this.#pending = []
   }
 }
 
