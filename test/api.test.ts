@@ -1,6 +1,7 @@
 // api.test.ts: the HTTP edge over real HTTP on 127.0.0.1:0, against a small in-memory
 // NodeApi that exists only to exercise the edge (real nodes are tested elsewhere).
 // No fixed sleeps: everything that waits polls a condition.
+import { createHash } from 'node:crypto'
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
@@ -503,6 +504,14 @@ test('GET /: a self-contained dashboard page', async () => {
     assert.match(page.text, /sessionStorage/)
     assert.match(page.text, /\/v1\/cluster/)
     assert.not.match(page.text, /<script[^>]+src=|<link[^>]+href=|innerHTML/)
+    // The inline script parses, and the CSP hashes allow exactly the inline script and style.
+    const script = /<script>([\s\S]*)<\/script>/.exec(page.text)![1]!
+    const style = /<style>([\s\S]*)<\/style>/.exec(page.text)![1]!
+    assert.not.throws(() => new Function(script))
+    const csp = page.headers.get('content-security-policy') ?? ''
+    for (const inline of [script, style]) {
+      assert.ok(csp.includes(`'sha256-${createHash('sha256').update(inline).digest('base64')}'`), 'CSP hash of an inline block')
+    }
   })
 })
 

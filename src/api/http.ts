@@ -215,7 +215,7 @@ export async function startHttpApi (options: HttpApiOptions): Promise<HttpApi> {
   }
 
   const events: Handler = (context) => {
-    const { req, res } = context
+    const { res } = context
     if (sseClients.size >= sseClientsMax) {
       throw new ApiError('rate_limited', `events: too many subscribers (at most ${sseClientsMax})`)
     }
@@ -253,8 +253,8 @@ export async function startHttpApi (options: HttpApiOptions): Promise<HttpApi> {
       unsubscribe()
       sseClients.delete(res)
     }
+    // Why only the response's close: it fires when the stream ends or the client goes away.
     res.on('close', cleanup)
-    req.on('close', cleanup)
     write('retry: 2000\n: connected\n\n')
   }
 
