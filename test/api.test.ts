@@ -70,7 +70,9 @@ class MemoryNode implements NodeApi {
         this.#waiters.delete(check)
         resolve(this.records.get(id) ?? null)
       }
+      // Unreferenced: a long poll the test abandons must not keep the test process alive.
       const timer = setTimeout(done, timeoutMs)
+      timer.unref()
       this.#waiters.add(check)
     })
   }
