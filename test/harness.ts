@@ -12,6 +12,7 @@ export class Harness {
   readonly executions: Array<{ node: string, order: ExecuteOrder }> = []
   readonly down = new Set<string>()
   #queue: Array<{ to: string, input: Input }> = []
+  #head = 0
   #nextRequestId = 1
 
   constructor (ids: string[], overrides: Partial<CoreConfig> = {}, types = ['noop']) {
@@ -60,8 +61,12 @@ export class Harness {
   }
 
   run (): void {
-    while (this.#queue.length > 0) {
-      const { to, input } = this.#queue.shift()!
+    while (this.#head < this.#queue.length) {
+      const { to, input } = this.#queue[this.#head++]!
+      if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
+        this.#queue = this.#queue.slice(this.#head)
+        this.#head = 0
+      }
       if (this.down.has(to)) continue
       const node = this.nodes.get(to)!
       node.step(input)

@@ -527,12 +527,16 @@ export class TaskmeshNode {
     return { ok: true, changed: true }
   }
 
-  /** Mark a record committed: the OR half of the lattice, with no need to compare versions. */
+  /**
+   * Mark a record committed: the OR half of the lattice, with no need to compare versions.
+   * Not persisted on its own (it rides along with the record's next write): a replica that
+   * restarts before then has the record uncommitted, and the commit fallback releases it.
+   */
   #commit (entry: StoredEntry): void {
     if (entry.record.committed) return
     const committed: StoredEntry = { record: { ...entry.record, committed: true }, promised: entry.promised }
     this.#entries.set(committed.record.id, committed)
-    this.#persisted(committed)
+    this.#consider(committed.record.id)
   }
 
   /** This node's own new version of a record (it is the owner): store it and send it to the replicas. */
