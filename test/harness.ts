@@ -2,6 +2,7 @@
 // Deterministic: no real time, no real network. Tests decide which links are down.
 import { TaskmeshNode } from '../src/core/node.js'
 import type { CoreConfig } from '../src/core/node.js'
+import type { StoredEntry } from '../src/core/types.js'
 import type { Effect, Input, PeerMessage, ReplyValue } from '../src/core/protocol.js'
 import type { ExecuteOrder } from '../src/exec/types.js'
 
@@ -11,18 +12,48 @@ export class Harness {
   readonly replies = new Map<number, ReplyValue>()
   readonly executions: Array<{ node: string, order: ExecuteOrder }> = []
   readonly down = new Set<string>()
+  /** What each node has persisted: its disk survives crash() and feeds restart(). */
+  readonly disks = new Map<string, Map<string, StoredEntry>>()
+  readonly #configs = new Map<string, CoreConfig>()
   #queue: Array<{ to: string, input: Input }> = []
   #head = 0
   #nextRequestId = 1
 
   constructor (ids: string[], overrides: Partial<CoreConfig> = {}, types = ['noop']) {
-    for (const id of ids) {
-      this.nodes.set(id, new TaskmeshNode({
-        selfId: id, replicas: 3, capacity: 4, heartbeatMs: 100, suspectAfterMs: 300, deadAfterMs: 600, removeAfterMs: 10_000,
-        submitTimeoutMs: 1000, claimTimeoutMs: 500, readTimeoutMs: 200, claimRetryMs: 200, commitFallbackMs: 3000,
-        joinGraceMs: 0, api: `http://${id}`, addrs: [], types, ...overrides
-      }, this.nowMs))
+    for (const id of ids) this.addNode(id, overrides, types)
+  }
+
+  addNode (id: string, overrides: Partial<CoreConfig> = {}, types = ['noop']): TaskmeshNode {
+    const config: CoreConfig = {
+      selfId: id, replicas: 3, capacity: 4, heartbeatMs: 100, suspectAfterMs: 300, deadAfterMs: 600, removeAfterMs: 10_000,
+      submitTimeoutMs: 1000, claimTimeoutMs: 500, readTimeoutMs: 200, claimRetryMs: 200, commitFallbackMs: 3000,
+      joinGraceMs: 0, syncIntervalMs: 5000, syncDelayMs: 200, syncTimeoutMs: 1000, api: `http://${id}`, addrs: [], types, ...overrides
     }
+    this.#configs.set(id, config)
+    this.disks.set(id, this.disks.get(id) ?? new Map())
+    const node = new TaskmeshNode(config, this.nowMs)
+    this.nodes.set(id, node)
+    return node
+  }
+
+  /** The process dies: everything in memory is gone, the disk stays. */
+  crash (id: string): void {
+    this.down.add(id)
+  }
+
+  /** Start again from the disk, as the runtime does. */
+  restart (id: string, overrides: Partial<CoreConfig> = {}): void {
+    this.down.delete(id)
+    const node = new TaskmeshNode({ ...this.#configs.get(id)!, ...overrides }, this.nowMs)
+    this.nodes.set(id, node)
+    this.#queue.push({ to: id, input: { kind: 'Restored', atMs: this.nowMs, entries: [...this.disks.get(id)!.values()].map(entry => structuredClone(entry)) } })
+    this.run()
+  }
+
+  /** Every live node holds the same version of the record, or none of them has it. */
+  agree (taskId: string, ids = [...this.nodes.keys()].filter(id => !this.down.has(id))): boolean {
+    const texts = ids.map(id => JSON.stringify(this.node(id).record(taskId)))
+    return texts.every(text => text === texts[0])
   }
 
   node (id: string): TaskmeshNode { return this.nodes.get(id)! }
@@ -82,6 +113,7 @@ export class Harness {
       case 'PublishHeartbeat':
         for (const id of this.nodes.keys()) if (id !== from && !this.down.has(id)) this.#queue.push({ to: id, input: { kind: 'HeartbeatReceived', atMs: this.nowMs, heartbeat: structuredClone(effect.heartbeat) } })
         break
+      case 'Persist': this.disks.get(from)!.set(effect.entry.record.id, structuredClone(effect.entry)); break
       case 'Reply': this.replies.set(effect.requestId, effect.value); break
       case 'Execute': this.executions.push({ node: from, order: effect.order }); break
       default: break

@@ -48,7 +48,7 @@ export class Membership {
   onHeartbeat (heartbeat: Heartbeat, atMs: number): MembershipChange {
     const existing = this.members.get(heartbeat.peerId)
     if (heartbeat.peerId === this.config.selfId) return { ring: false, liveness: false }
-    const state: MemberState = heartbeat.leaving ? 'left' : 'alive'
+    const state: MemberState = heartbeat.left ? 'left' : 'alive'
     if (existing === undefined) {
       this.members.set(heartbeat.peerId, { peerId: heartbeat.peerId, state, lastSeenMs: atMs, stateSinceMs: atMs, heartbeat, onRing: state !== 'left' })
       return { ring: state !== 'left', liveness: true }
@@ -58,9 +58,10 @@ export class Membership {
         existing.heartbeat.protocol === heartbeat.protocol) {
       return { ring: false, liveness: false }
     }
+    const drainingChanged = existing.heartbeat?.leaving !== heartbeat.leaving
     existing.heartbeat = heartbeat
     existing.lastSeenMs = atMs
-    if (existing.state === state) return { ring: false, liveness: false }
+    if (existing.state === state) return { ring: false, liveness: drainingChanged }
     existing.state = state
     existing.stateSinceMs = atMs
     return { ring: this.#reevaluate(existing, atMs), liveness: true }

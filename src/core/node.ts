@@ -6,11 +6,11 @@
 // (synced) before any Send, Reply or Execute of that batch is performed. That is what lets
 // this code acknowledge its own writes at once.
 import { Heap } from './heap.js'
-import { keyPosition } from './hash.js'
+import { KEYSPACE, keyPosition } from './hash.js'
 import { EMPTY_LOAD, Membership } from './membership.js'
 import { PROTOCOL_VERSION } from './protocol.js'
 import type { Effect, Input, PeerMessage, ReplyValue, TaskEventData } from './protocol.js'
-import { backoffDelayMs, isTerminal, merge, mergeChanges, newRecord } from './record.js'
+import { backoffDelayMs, compareVersionTuples, isTerminal, merge, mergeChanges, newRecord, versionOf } from './record.js'
 import { buildRing, replicaSetAt, ringShares, writeQuorum, VIRTUAL_POSITIONS_DEFAULT } from './ring.js'
 import type { Ring } from './ring.js'
 import type {
@@ -35,6 +35,12 @@ export interface CoreConfig {
   commitFallbackMs: number
   /** No claims and no submits until this long after start: time to hear the cluster's heartbeats. */
   joinGraceMs: number
+  /** Anti-entropy: a digest exchange with every live peer this often... */
+  syncIntervalMs: number
+  /** ...and this soon after a membership change. */
+  syncDelayMs: number
+  /** After joining, claims wait for the first sync round at most this long. */
+  syncTimeoutMs: number
   api: string
   addrs: string[]
   /** Task types this node can execute. */
@@ -57,6 +63,9 @@ export interface CoreStats {
   executionsFailed: number
   staleResultsRefused: number
   staleWritesRefused: number
+  syncRounds: number
+  syncPushed: number
+  syncPulled: number
 }
 
 type Timer =
@@ -113,6 +122,12 @@ interface ReadyItem {
 }
 
 const DURATION_EWMA_WEIGHT = 0.2
+/** Anti-entropy key buckets: a digest is one 32-bit hash per bucket. */
+const SYNC_BUCKETS = 64
+/** Most (id, version) pairs in one syncKeys answer; the next round continues. */
+const SYNC_KEYS_MAX = 20_000
+/** Most ids in one want message. */
+const WANT_IDS_MAX = 5_000
 
 export class TaskmeshNode {
   readonly config: CoreConfig
@@ -148,12 +163,22 @@ export class TaskmeshNode {
   /** Coordinator decisions to send, batched per peer within one step. */
   readonly #decisions = new Map<string, { commit: string[], abort: string[] }>()
   #leaving = false
+  #left = false
+  /** Replica sets under the current ring, by task id; cleared when the ring changes. */
+  readonly #sets = new Map<string, string[]>()
+  #nextSyncAtMs = 0
+  #syncSoonAtMs: number | null = null
+  /** Peers whose answer to this node's first sync round is awaited before it claims. */
+  #gatePeers: Set<string> | null = null
+  #gateDeadlineMs = 0
+  #claimGateOpen = false
+  #syncRound = 0
   #nextHeartbeatAtMs = 0
   #durationMsEwma = 0
   readonly #stats = {
     submitsAccepted: 0, submitsRejected: 0, claimsStarted: 0, claimsAbandoned: 0,
     executionsStarted: 0, executionsSucceeded: 0, executionsFailed: 0,
-    staleResultsRefused: 0, staleWritesRefused: 0
+    staleResultsRefused: 0, staleWritesRefused: 0, syncRounds: 0, syncPushed: 0, syncPulled: 0
   }
 
   constructor (config: CoreConfig, atMs: number) {
@@ -188,6 +213,7 @@ export class TaskmeshNode {
       case 'PeerDisconnected': this.#onMembershipChange(this.#membership.onDisconnected(input.peerId, this.#nowMs)); break
       case 'ExecutionFinished': this.#onExecutionFinished(input); break
       case 'LeaveRequested': this.#onLeaveRequested(); break
+      case 'LeaveCompleted': this.#onLeaveCompleted(); break
       default: unreachable(input)
     }
     this.#pump()
@@ -209,6 +235,11 @@ export class TaskmeshNode {
   }
 
   get leaving (): boolean { return this.#leaving }
+
+  get left (): boolean { return this.#left }
+
+  /** True once joined and the first anti-entropy round is done (or timed out). */
+  get claiming (): boolean { return this.#claimGateOpen }
 
   runningCount (): number { return this.#running.size }
 
@@ -244,7 +275,12 @@ export class TaskmeshNode {
 
   /** The replica set of a task under this node's current view. */
   replicaSetOf (id: string): string[] {
-    return replicaSetAt(this.#ring, this.#position(id), this.config.replicas)
+    let set = this.#sets.get(id)
+    if (set === undefined) {
+      set = replicaSetAt(this.#ring, this.#position(id), this.config.replicas)
+      this.#sets.set(id, set)
+    }
+    return set
   }
 
   // ---------------------------------------------------------------- inputs
@@ -268,8 +304,17 @@ export class TaskmeshNode {
     }
     if (!this.#wasJoined && this.joined) {
       this.#wasJoined = true
+      // Pull what the cluster has for our ranges before claiming anything there.
+      this.#gatePeers = new Set()
+      this.#gateDeadlineMs = this.#nowMs + this.config.syncTimeoutMs
+      this.#startSyncRound()
       this.#reconsiderAll()
     }
+    if (this.#wasJoined && !this.#left) {
+      const soon = this.#syncSoonAtMs !== null && this.#nowMs >= this.#syncSoonAtMs
+      if (soon || this.#nowMs >= this.#nextSyncAtMs) this.#startSyncRound()
+    }
+    this.#maybeOpenClaimGate()
   }
 
   #wasJoined = false
@@ -283,9 +328,11 @@ export class TaskmeshNode {
   }
 
   #onMembershipChange (change: { ring: boolean, liveness: boolean }): void {
+    if (change.ring || change.liveness) this.#syncSoonAtMs ??= this.#nowMs + this.config.syncDelayMs
     if (change.ring) {
       const previous = this.#ring
       this.#ring = buildRing(this.#membership.ringMembers(), this.#virtualPositions())
+      this.#sets.clear()
       this.#log('info', 'ring.changed', { members: this.#ring.members.length })
       this.#handOff(previous)
       this.#reconsiderAll()
@@ -395,10 +442,36 @@ export class TaskmeshNode {
     this.#leaving = true
     while (this.#ready.size > 0) this.#ready.pop()
     this.#inReady.clear()
+    this.#publishHeartbeat()
+    this.#log('info', 'node.draining', { running: this.#running.size })
+  }
+
+  /** Hand every record to the members that take over our place in its replica set, then leave. */
+  #onLeaveCompleted (): void {
+    if (this.#left) return
+    this.#onLeaveRequested()
+    const remaining = this.#membership.ringMembers().filter(peer => peer !== this.config.selfId)
+    const successors = buildRing(remaining, this.#virtualPositions())
+    let handed = 0
+    for (const [id, { record }] of this.#entries) {
+      const position = this.#position(id)
+      const current = this.replicaSetOf(id)
+      for (const peer of replicaSetAt(successors, position, this.config.replicas)) {
+        if (!current.includes(peer)) {
+          this.#deliver(peer, { kind: 'store', rid: 0, record })
+          handed++
+        }
+      }
+    }
+    this.#left = true
+    this.#publishHeartbeat()
+    this.#log('info', 'node.left', { handedOff: handed, stillRunning: this.#running.size })
+  }
+
+  #publishHeartbeat (): void {
     const heartbeat = this.#heartbeat()
     this.#membership.updateSelf(heartbeat, this.#nowMs)
     this.#emit({ kind: 'PublishHeartbeat', heartbeat })
-    this.#log('info', 'node.leaving', { running: this.#running.size })
   }
 
   // ---------------------------------------------------------------- peer messages
@@ -414,6 +487,9 @@ export class TaskmeshNode {
       case 'readReply': return this.#onReadReply(from, message)
       case 'list': return this.#deliver(from, { kind: 'listReply', rid: message.rid, records: this.#localList(message.query) })
       case 'listReply': return this.#onListReply(from, message)
+      case 'sync': return this.#onSync(from, message)
+      case 'syncKeys': return this.#onSyncKeys(from, message)
+      case 'want': return this.#onWant(from, message)
       default: return unreachable(message)
     }
   }
@@ -605,17 +681,25 @@ export class TaskmeshNode {
     }
     if (record.state === 'running') {
       const owner = record.owner
-      const ownerGone = owner === null || (owner === this.config.selfId
-        ? true // we own it but are not running it: we restarted, or our claim was abandoned
-        : this.#membership.state(owner) === 'dead' || this.#membership.state(owner) === 'left' || this.#membership.state(owner) === undefined)
-      if (!ownerGone) return
+      if (owner === this.config.selfId) {
+        // Ours, but not running here: we restarted, or our claim was abandoned. Nobody else
+        // will take it while we are alive, so we claim it again ourselves.
+        if (this.config.types.includes(record.type)) this.#enqueue(record)
+        return
+      }
+      const ownerState = owner === null ? undefined : this.#membership.state(owner)
+      if (ownerState !== 'dead' && ownerState !== 'left' && ownerState !== undefined) return
     } else if (record.runAtMs > this.#nowMs) {
       this.#armDue(id, record.runAtMs)
       return
     }
     if (this.#actingOwner(record, this.replicaSetOf(id)) !== this.config.selfId) return
-    this.#inReady.add(id)
-    this.#ready.push({ id, priority: record.priority, runAtMs: record.runAtMs, sequence: this.#readySequence++ })
+    this.#enqueue(record)
+  }
+
+  #enqueue (record: TaskRecord): void {
+    this.#inReady.add(record.id)
+    this.#ready.push({ id: record.id, priority: record.priority, runAtMs: record.runAtMs, sequence: this.#readySequence++ })
   }
 
   #armDue (id: string, atMs: number): void {
@@ -642,6 +726,7 @@ export class TaskmeshNode {
   }
 
   #pump (): void {
+    if (!this.#claimGateOpen) return
     while (!this.#leaving && this.#running.size + this.#claims.size < this.config.capacity && this.#ready.size > 0) {
       const { id } = this.#ready.pop()!
       this.#inReady.delete(id)
@@ -776,6 +861,92 @@ export class TaskmeshNode {
     return matches.sort(compareCreated).slice(0, query.limit)
   }
 
+  // ---------------------------------------------------------------- anti-entropy
+
+  /** Send every live peer a digest of the records both of us should hold. */
+  #startSyncRound (): void {
+    this.#syncSoonAtMs = null
+    this.#nextSyncAtMs = this.#nowMs + this.config.syncIntervalMs
+    const peers = this.#membership.aliveMembers().filter(peer => peer !== this.config.selfId)
+    if (peers.length === 0) return
+    this.#stats.syncRounds++
+    this.#syncRound++
+    const digests = new Map<string, Uint32Array>(peers.map(peer => [peer, new Uint32Array(SYNC_BUCKETS)]))
+    for (const [id, { record }] of this.#entries) {
+      const bucket = this.#bucket(id)
+      const hash = versionHash(id, record)
+      for (const peer of this.replicaSetOf(id)) {
+        const digest = digests.get(peer)
+        if (digest !== undefined) digest[bucket]! ^= hash
+      }
+    }
+    for (const [peer, digest] of digests) {
+      this.#gatePeers?.add(peer)
+      this.#deliver(peer, { kind: 'sync', rid: this.#syncRound, digests: Array.from(digest) })
+    }
+  }
+
+  #onSync (from: string, message: Extract<PeerMessage, { kind: 'sync' }>): void {
+    const mine = new Uint32Array(SYNC_BUCKETS)
+    const held: Array<[string, TaskRecord, number]> = []
+    for (const [id, { record }] of this.#entries) {
+      if (!this.replicaSetOf(id).includes(from)) continue
+      const bucket = this.#bucket(id)
+      mine[bucket]! ^= versionHash(id, record)
+      held.push([id, record, bucket])
+    }
+    const differing = new Set<number>()
+    for (let bucket = 0; bucket < SYNC_BUCKETS; bucket++) if ((message.digests[bucket] ?? 0) !== mine[bucket]) differing.add(bucket)
+    const keys: Array<[string, number[]]> = []
+    for (const [id, record, bucket] of held) {
+      if (keys.length >= SYNC_KEYS_MAX) break
+      if (differing.has(bucket)) keys.push([id, versionOf(record)])
+    }
+    this.#deliver(from, { kind: 'syncKeys', rid: message.rid, buckets: [...differing], keys })
+  }
+
+  #onSyncKeys (from: string, message: Extract<PeerMessage, { kind: 'syncKeys' }>): void {
+    if (this.#gatePeers?.delete(from) === true) this.#maybeOpenClaimGate()
+    if (message.buckets.length === 0) return
+    const buckets = new Set(message.buckets)
+    const theirs = new Map(message.keys)
+    for (const [id, { record }] of this.#entries) {
+      if (!buckets.has(this.#bucket(id)) || !this.replicaSetOf(id).includes(from)) continue
+      const version = theirs.get(id)
+      if (version === undefined || compareVersionTuples(versionOf(record), version) > 0) {
+        this.#stats.syncPushed++
+        this.#deliver(from, { kind: 'store', rid: 0, record })
+      }
+    }
+    const wanted: string[] = []
+    for (const [id, version] of message.keys) {
+      const mine = this.#entries.get(id)?.record
+      if (mine === undefined || compareVersionTuples(version, versionOf(mine)) > 0) wanted.push(id)
+    }
+    for (let i = 0; i < wanted.length; i += WANT_IDS_MAX) this.#deliver(from, { kind: 'want', ids: wanted.slice(i, i + WANT_IDS_MAX) })
+  }
+
+  #onWant (from: string, message: Extract<PeerMessage, { kind: 'want' }>): void {
+    for (const id of message.ids) {
+      const record = this.#entries.get(id)?.record
+      if (record === undefined) continue
+      this.#stats.syncPulled++
+      this.#deliver(from, { kind: 'store', rid: 0, record })
+    }
+  }
+
+  #maybeOpenClaimGate (): void {
+    if (this.#claimGateOpen || !this.#wasJoined || this.#gatePeers === null) return
+    if (this.#gatePeers.size > 0 && this.#nowMs < this.#gateDeadlineMs) return
+    this.#claimGateOpen = true
+    this.#gatePeers = null
+    this.#log('info', 'node.claiming', { records: this.#entries.size, active: this.#active.size })
+  }
+
+  #bucket (id: string): number {
+    return Math.min(SYNC_BUCKETS - 1, Math.floor(this.#position(id) * SYNC_BUCKETS / KEYSPACE))
+  }
+
   // ---------------------------------------------------------------- time
 
   #addTimer (timer: Timer): void {
@@ -867,6 +1038,7 @@ export class TaskmeshNode {
       load: { running: this.#running.size, queued: this.#ready.size, capacity: this.config.capacity, durationMsEwma: Math.round(this.#durationMsEwma) },
       types: this.config.types,
       leaving: this.#leaving,
+      left: this.#left,
       sequence: this.#nowMs
     }
   }
@@ -874,6 +1046,17 @@ export class TaskmeshNode {
   #virtualPositions (): number {
     return this.config.virtualPositions ?? VIRTUAL_POSITIONS_DEFAULT
   }
+}
+
+/** FNV-1a over the id and version: equal records hash equal; digests XOR these per bucket. */
+function versionHash (id: string, record: TaskRecord): number {
+  let hash = 0x811c9dc5
+  const text = `${id}|${versionOf(record).join('.')}`
+  for (let i = 0; i < text.length; i++) {
+    hash ^= text.charCodeAt(i)
+    hash = Math.imul(hash, 0x01000193) >>> 0
+  }
+  return hash
 }
 
 function compareCreated (a: TaskRecord, b: TaskRecord): number {

@@ -20,6 +20,12 @@ export type PeerMessage =
   | { kind: 'readReply', rid: number, records: TaskRecord[] }
   | { kind: 'list', rid: number, query: ListQuery }
   | { kind: 'listReply', rid: number, records: TaskRecord[] }
+  /** Anti-entropy: digests of the records both sides should hold, one hash per key bucket. */
+  | { kind: 'sync', rid: number, digests: number[] }
+  /** The buckets that differ, with the receiver's (id, version) of each record in them. */
+  | { kind: 'syncKeys', rid: number, buckets: number[], keys: Array<[string, number[]]> }
+  /** Send me these records (answered with store messages, rid 0). */
+  | { kind: 'want', ids: string[] }
 
 export interface TaskEventData {
   id: string
@@ -39,7 +45,10 @@ export type Input =
   | { kind: 'HeartbeatReceived', atMs: number, heartbeat: Heartbeat }
   | { kind: 'PeerDisconnected', atMs: number, peerId: string }
   | { kind: 'ExecutionFinished', atMs: number, taskId: string, epoch: number, outcome: ExecutionOutcome, durationMs: number }
+  /** Drain: stop taking work; running tasks finish. */
   | { kind: 'LeaveRequested', atMs: number }
+  /** Running tasks are done (or the grace period is over): hand off the ranges and leave. */
+  | { kind: 'LeaveCompleted', atMs: number }
 
 export type ReplyValue =
   | { kind: 'submit', outcomes: SubmitOutcome[] }

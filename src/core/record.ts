@@ -32,6 +32,19 @@ export function merge (a: TaskRecord, b: TaskRecord): TaskRecord {
   return winner.committed === committed ? winner : { ...winner, committed }
 }
 
+/** A record's version as a tuple, compared lexicographically (what anti-entropy exchanges). */
+export function versionOf (record: TaskRecord): number[] {
+  return [Number(isTerminal(record.state)), record.epoch, record.attempt, STATE_ORDER[record.state], record.history.length]
+}
+
+export function compareVersionTuples (a: readonly number[], b: readonly number[]): number {
+  for (let i = 0; i < Math.max(a.length, b.length); i++) {
+    const difference = (a[i] ?? 0) - (b[i] ?? 0)
+    if (difference !== 0) return difference
+  }
+  return 0
+}
+
 /** True when merging b into a would change a. */
 export function mergeChanges (a: TaskRecord, b: TaskRecord): boolean {
   return compareVersions(b, a) > 0 || (b.committed && !a.committed)

@@ -101,7 +101,10 @@ export interface Heartbeat {
   load: Load
   /** Task types this node can execute. */
   types: string[]
+  /** Draining: takes no new work, still finishes (and owns) what it runs. */
   leaving: boolean
+  /** Gone for good: its ranges were handed off; remove it from the ring now. */
+  left: boolean
   sequence: number
 }
 

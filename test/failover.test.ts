@@ -1,0 +1,156 @@
+// failover.test.ts: design.md section 4 at the core level, with time as input: takeover,
+// hinted handoff through anti-entropy, digest sync, join pull, drain handoff, restart.
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { Harness } from './harness.js'
+
+function submitMany (h: Harness, node: string, ids: string[]): void {
+  const requestId = h.request(node, rid => ({
+    kind: 'SubmitRequested', atMs: h.nowMs, requestId: rid,
+    items: ids.map(id => ({ id, spec: { type: 'noop', payload: null, priority: 0, runAtMs: null, delayMs: null, maxAttempts: 1, backoff: { kind: 'fixed' as const, delayMs: 10, delayMsMax: 10 }, timeoutMs: null, idempotencyKey: null, dependsOn: [] } }))
+  }))
+  const reply = h.replies.get(requestId)
+  assert.ok(reply?.kind === 'submit' && reply.outcomes.every(outcome => outcome.ok), 'all accepted')
+}
+
+/** Finish every execution handed out so far; returns how many ran per task. */
+function finishAll (h: Harness, runs: Map<string, number>): void {
+  for (;;) {
+    const batch = h.executions.splice(0)
+    if (batch.length === 0) return
+    for (const { node, order } of batch) {
+      runs.set(order.taskId, (runs.get(order.taskId) ?? 0) + 1)
+      if (!h.down.has(node)) h.finish(node, order.taskId, order.fencingToken)
+    }
+  }
+}
+
+test('a replica that was down while its task finished catches up by anti-entropy and runs nothing again', () => {
+  const h = new Harness(['a', 'b', 'c', 'd', 'e'])
+  h.meet()
+  const ids = Array.from({ length: 60 }, (_, i) => `t${i}`)
+  h.down.add('e')
+  h.advance(1000) // e is dead to the others
+  submitMany(h, 'a', ids)
+  const runs = new Map<string, number>()
+  finishAll(h, runs)
+  h.down.delete('e')
+  h.advance(2000) // heartbeats, then a sync round triggered by the membership change
+  finishAll(h, runs)
+  h.advance(6000) // one periodic round more
+  finishAll(h, runs)
+  for (const id of ids) {
+    assert.is(runs.get(id), 1, `${id} ran once`)
+    for (const node of h.node('a').replicaSetOf(id)) assert.is(h.node(node).record(id)?.state, 'succeeded', `${node} holds ${id} as succeeded`)
+    assert.ok(h.agree(id, h.node('a').replicaSetOf(id)), `replicas of ${id} agree`)
+  }
+  assert.ok(h.node('e').stats().syncRounds > 0)
+})
+
+test('replicas that missed the final write converge after healing (digest sync, no reads needed)', () => {
+  const h = new Harness(['a', 'b', 'c'])
+  h.meet()
+  submitMany(h, 'a', ['x1'])
+  const [run] = h.executions.splice(0)
+  const isolated = ['a', 'b', 'c'].find(id => id !== run!.node)!
+  // The outcome is written while one replica is cut off (not long enough to be declared dead).
+  h.down.add(isolated)
+  h.finish(run!.node, 'x1', run!.order.fencingToken)
+  h.advance(200)
+  h.down.clear()
+  assert.is(h.node(isolated).record('x1')?.state, 'running', 'the isolated replica missed the outcome')
+  h.advance(7000)
+  assert.is(h.node(isolated).record('x1')?.state, 'succeeded', 'and caught up')
+  assert.ok(h.agree('x1'), 'replicas agree')
+})
+
+test('a joining node pulls the records of the ranges it now holds; about 1/N of the tasks change owner', () => {
+  const h = new Harness(['a', 'b', 'c'])
+  h.meet()
+  const ids = Array.from({ length: 400 }, (_, i) => `j${i}`)
+  submitMany(h, 'b', ids)
+  const runs = new Map<string, number>()
+  finishAll(h, runs)
+  const ownersBefore = new Map(ids.map(id => [id, h.node('a').replicaSetOf(id)[0]]))
+  h.addNode('d')
+  h.advance(3000)
+  let moved = 0
+  for (const id of ids) {
+    const set = h.node('a').replicaSetOf(id)
+    if (set[0] !== ownersBefore.get(id)) moved++
+    if (set.includes('d')) assert.is(h.node('d').record(id)?.state, 'succeeded', `d pulled ${id}`)
+  }
+  const fraction = moved / ids.length
+  console.log(`    join: ${(fraction * 100).toFixed(1)}% of tasks changed owner (expected about 25%)`)
+  assert.ok(fraction > 0.12 && fraction < 0.4, `moved ${fraction}`)
+  for (const id of ids) assert.is(runs.get(id), 1)
+})
+
+test('drain: a leaving node stops claiming, finishes its runs, hands its records off, and nothing runs twice', () => {
+  const h = new Harness(['a', 'b', 'c', 'd'])
+  h.meet()
+  const ids = Array.from({ length: 80 }, (_, i) => `d${i}`)
+  submitMany(h, 'a', ids)
+  const running = h.executions.filter(run => run.node === 'd').length
+  h.request('d', () => ({ kind: 'LeaveRequested', atMs: h.nowMs }))
+  const runs = new Map<string, number>()
+  finishAll(h, runs) // includes d's running tasks: they finish normally
+  h.request('d', () => ({ kind: 'LeaveCompleted', atMs: h.nowMs }))
+  h.down.add('d')
+  h.advance(2000)
+  finishAll(h, runs)
+  h.advance(2000)
+  finishAll(h, runs)
+  for (const id of ids) {
+    assert.is(runs.get(id), 1, `${id} ran once`)
+    const set = h.node('a').replicaSetOf(id)
+    assert.not.ok(set.includes('d'), 'd is off the ring')
+    for (const node of set) assert.is(h.node(node).record(id)?.state, 'succeeded', `${node} holds ${id}`)
+  }
+  assert.ok(running > 0, 'd was running tasks when it started draining')
+})
+
+test('an owner that crashes mid-run and restarts re-claims its run with the next attempt', () => {
+  const h = new Harness(['a', 'b', 'c'], { deadAfterMs: 5000, suspectAfterMs: 2000 })
+  h.meet()
+  submitMany(h, 'a', ['r1'])
+  const first = h.executions.splice(0)[0]!
+  h.crash(first.node)
+  h.advance(300) // shorter than the dead timeout: nobody else takes over
+  assert.is(h.executions.length, 0)
+  h.restart(first.node)
+  h.advance(2000)
+  const second = h.executions.splice(0)[0]
+  assert.ok(second !== undefined, 're-claimed after the restart')
+  assert.is(second!.node, first.node)
+  assert.is(second!.order.attempt, 2)
+  assert.ok(second!.order.fencingToken > first.order.fencingToken)
+  h.finish(second!.node, 'r1', second!.order.fencingToken)
+  h.advance(200)
+  assert.is(h.node('a').record('r1')?.state, 'succeeded')
+})
+
+test('a whole cluster crashes and restarts from its disks: every accepted task finishes', () => {
+  const h = new Harness(['a', 'b', 'c'])
+  h.meet()
+  const ids = Array.from({ length: 50 }, (_, i) => `w${i}`)
+  submitMany(h, 'c', ids)
+  const runs = new Map<string, number>()
+  // Half the runs finish, then everything dies at once.
+  const batch = h.executions.splice(0)
+  for (const { node, order } of batch.slice(0, Math.floor(batch.length / 2))) {
+    runs.set(order.taskId, 1)
+    h.finish(node, order.taskId, order.fencingToken)
+  }
+  for (const id of ['a', 'b', 'c']) h.crash(id)
+  h.advance(100)
+  for (const id of ['a', 'b', 'c']) h.restart(id, { joinGraceMs: 500 })
+  h.meet()
+  for (let i = 0; i < 20; i++) {
+    h.advance(500)
+    finishAll(h, runs)
+  }
+  for (const id of ids) assert.is(h.node('a').record(id)?.state ?? h.node('b').record(id)?.state, 'succeeded', `${id} finished`)
+})
+
+test.run()
