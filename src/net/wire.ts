@@ -188,6 +188,18 @@ function readPeerMessage (value: unknown): PeerMessage {
     case 'readReply': return { kind: 'readReply', rid: rid(o), records: readRecords(o.records, 'records') }
     case 'list': return { kind: 'list', rid: rid(o), query: readListQuery(o.query, 'query') }
     case 'listReply': return { kind: 'listReply', rid: rid(o), records: readRecords(o.records, 'records') }
+    case 'sync': return { kind: 'sync', rid: rid(o), digests: array(o.digests, 'digests', 1024).map((item, i) => integer(item, `digests[${i}]`, 0, 0xffffffff)) }
+    case 'syncKeys': return {
+      kind: 'syncKeys',
+      rid: rid(o),
+      buckets: array(o.buckets, 'buckets', 1024).map((item, i) => integer(item, `buckets[${i}]`, 0, 1023)),
+      keys: array(o.keys, 'keys', WIRE_LIMITS.idsPerMessage).map((item, i) => {
+        const pair = array(item, `keys[${i}]`, 2)
+        const version = array(pair[1], `keys[${i}][1]`, 8).map((part, j) => integer(part, `keys[${i}][1][${j}]`, 0, Number.MAX_SAFE_INTEGER))
+        return [string(pair[0], `keys[${i}][0]`, WIRE_LIMITS.idLength, 1), version] as [string, number[]]
+      })
+    }
+    case 'want': return { kind: 'want', ids: strings(o.ids, 'ids', WIRE_LIMITS.idsPerMessage, WIRE_LIMITS.idLength) }
     default: throw new WireError('message.kind: unknown message kind')
   }
 }
@@ -214,6 +226,7 @@ export function validateHeartbeat (value: unknown, from: string): Validated<Hear
       },
       types: strings(o.types, 'heartbeat.types', WIRE_LIMITS.types, WIRE_LIMITS.typeLength),
       leaving: boolean(o.leaving, 'heartbeat.leaving'),
+      left: boolean(o.left, 'heartbeat.left'),
       sequence: finite(o.sequence, 'heartbeat.sequence')
     }
     if (heartbeat.peerId !== from) throw new WireError('heartbeat.peerId: does not match the signing peer')
