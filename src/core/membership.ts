@@ -33,6 +33,7 @@ export interface MembershipChange {
 export class Membership {
   readonly config: MembershipConfig
   readonly members = new Map<string, Member>()
+  #lastTickMs: number | null = null
 
   constructor (config: MembershipConfig, selfHeartbeat: Heartbeat, atMs: number) {
     this.config = config
@@ -78,6 +79,13 @@ export class Membership {
 
   tick (atMs: number): MembershipChange {
     const change: MembershipChange = { ring: false, liveness: false }
+    // A long gap between our own ticks means WE were paused (SIGSTOP, a stalled event loop):
+    // the silence was ours, so shift everyone's last-seen time by the gap before judging them.
+    const gapMs = this.#lastTickMs === null ? 0 : atMs - this.#lastTickMs
+    this.#lastTickMs = atMs
+    if (gapMs > this.config.suspectAfterMs) {
+      for (const member of this.members.values()) if (member.state !== 'dead' && member.state !== 'left') member.lastSeenMs += gapMs
+    }
     for (const member of this.members.values()) {
       if (member.peerId === this.config.selfId) continue
       const silentMs = atMs - member.lastSeenMs

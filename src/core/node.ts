@@ -72,6 +72,7 @@ type Timer =
   | { atMs: number, kind: 'due', id: string }
   | { atMs: number, kind: 'submitDeadline', rid: number }
   | { atMs: number, kind: 'claimDeadline', rid: number }
+  | { atMs: number, kind: 'writeDeadline', rid: number }
   | { atMs: number, kind: 'readDeadline', rid: number }
   | { atMs: number, kind: 'listDeadline', rid: number }
 
@@ -88,6 +89,15 @@ interface PendingSubmit {
 interface SubmitRequest {
   outcomes: Array<SubmitOutcome | undefined>
   remaining: number
+}
+
+/** An owner's outcome waiting for a write quorum before it counts (and is applied here). */
+interface PendingWrite {
+  record: TaskRecord
+  targets: string[]
+  needed: number
+  acks: Set<string>
+  nacks: Set<string>
 }
 
 interface PendingClaim {
@@ -150,6 +160,7 @@ export class TaskmeshNode {
   /** Ids of the submits waiting for their quorum. */
   readonly #submitIds = new Set<string>()
   readonly #claims = new Map<string, PendingClaim>()
+  readonly #writes = new Map<number, PendingWrite>()
   readonly #claimRids = new Map<number, string>()
   readonly #reads = new Map<number, PendingRead>()
   readonly #lists = new Map<number, PendingList>()
@@ -503,6 +514,13 @@ export class TaskmeshNode {
 
   #onStored (from: string, message: Extract<PeerMessage, { kind: 'stored' }>): void {
     if (message.record !== null) this.#apply(message.record, false)
+    const write = this.#writes.get(message.rid)
+    if (write !== undefined && write.record.id === message.id) {
+      if (message.ok) write.acks.add(from)
+      else write.nacks.add(from)
+      this.#maybeFinishWrite(message.rid)
+      return
+    }
     const submit = this.#submits.get(message.rid)
     if (submit === undefined || submit.record.id !== message.id) return
     if (message.ok) submit.acks.add(from)
@@ -616,16 +634,49 @@ export class TaskmeshNode {
   }
 
   /** This node's own new version of a record (it is the owner): store it and send it to the replicas. */
+  /**
+   * Record an outcome. It counts only once a majority of the replica set stored it under the
+   * fence: an owner that was paused past a takeover cannot reach that majority (it overlaps
+   * the newer claim's quorum), so its late result is refused instead of spreading.
+   */
   #write (record: TaskRecord): void {
-    const { ok } = this.#apply(record, true)
-    if (!ok) {
-      this.#stats.staleResultsRefused++
+    const entry = this.#entries.get(record.id)
+    if (entry !== undefined && record.epoch < entry.promised) {
+      this.#refuseResult(record, 'a newer claim is known here')
       return
     }
-    this.#announce(record, record.state as TaskState, this.config.selfId)
-    const targets = new Set([...record.replicas, ...this.replicaSetOf(record.id)])
-    targets.delete(this.config.selfId)
-    for (const peer of targets) this.#deliver(peer, { kind: 'store', rid: 0, record })
+    const replicas = this.replicaSetOf(record.id)
+    const targets = [...new Set([...replicas, ...record.replicas])].filter(peer => peer !== this.config.selfId)
+    const rid = this.#nextRid++
+    const selfCounts = replicas.includes(this.config.selfId) ? 1 : 0
+    const write: PendingWrite = { record, targets, needed: writeQuorum(replicas.length), acks: new Set(), nacks: new Set() }
+    if (selfCounts === 1) write.acks.add(this.config.selfId)
+    this.#writes.set(rid, write)
+    this.#addTimer({ atMs: this.#nowMs + this.config.claimTimeoutMs, kind: 'writeDeadline', rid })
+    for (const peer of targets) this.#deliver(peer, { kind: 'store', rid, record })
+    this.#maybeFinishWrite(rid)
+  }
+
+  #maybeFinishWrite (rid: number, timedOut = false): void {
+    const write = this.#writes.get(rid)
+    if (write === undefined) return
+    const possible = write.targets.length + (write.acks.has(this.config.selfId) ? 1 : 0) - write.nacks.size
+    if (write.acks.size >= write.needed || timedOut) {
+      // Timed out (replicas unreachable): keep our own copy; anti-entropy spreads it later,
+      // and every receiver applies the fence again.
+      this.#writes.delete(rid)
+      const { ok } = this.#apply(write.record, true)
+      if (ok) this.#announce(write.record, write.record.state as TaskState, this.config.selfId)
+      else this.#refuseResult(write.record, 'a newer claim is known here')
+    } else if (possible < write.needed) {
+      this.#writes.delete(rid)
+      this.#refuseResult(write.record, 'replicas hold a newer claim')
+    }
+  }
+
+  #refuseResult (record: TaskRecord, why: string): void {
+    this.#stats.staleResultsRefused++
+    this.#log('warn', 'result.stale_refused', { task: record.id, epoch: record.epoch, why })
   }
 
   #persisted (entry: StoredEntry): void {
@@ -972,6 +1023,7 @@ export class TaskmeshNode {
           if (claim !== undefined && claim.rid === timer.rid) this.#abandonClaim(claim, 'timed out')
           break
         }
+        case 'writeDeadline': this.#maybeFinishWrite(timer.rid, true); break
         case 'readDeadline': this.#maybeFinishRead(timer.rid, true); break
         case 'listDeadline': this.#maybeFinishList(timer.rid, true); break
         default: unreachable(timer)
