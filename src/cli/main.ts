@@ -138,7 +138,9 @@ const COMMANDS: Record<string, Command> = {
         heartbeat: { kind: 'string', valueName: '<D>', description: 'membership heartbeat interval' },
         'suspect-after': { kind: 'string', valueName: '<D>', description: 'silence after which a peer is suspect' },
         'dead-after': { kind: 'string', valueName: '<D>', description: 'silence after which a peer is dead' },
-        'submit-timeout': { kind: 'string', valueName: '<D>', description: 'how long a submit waits for its write quorum (default 5s)' }
+        'submit-timeout': { kind: 'string', valueName: '<D>', description: 'how long a submit waits for its write quorum (default 5s)' },
+        'remove-after': { kind: 'string', valueName: '<D>', description: 'how long a dead peer keeps its place on the ring before its ranges move (default 30s)' },
+        'drain-grace': { kind: 'string', valueName: '<D>', description: 'how long a drain waits for running tasks (default 30s)' }
       }
     },
     run: runStart
@@ -358,6 +360,10 @@ async function startOptions (args: ParsedArgs): Promise<NodeOptions> {
   if (deadAfter !== undefined) options.deadAfterMs = deadAfter
   const submitTimeout = durationOption(args, 'submit-timeout')
   if (submitTimeout !== undefined) options.submitTimeoutMs = submitTimeout
+  const removeAfter = durationOption(args, 'remove-after')
+  if (removeAfter !== undefined) options.removeAfterMs = removeAfter
+  const drainGrace = durationOption(args, 'drain-grace')
+  if (drainGrace !== undefined) options.drainGraceMs = drainGrace
 
   // Files last: every usage error above is reported before anything is read.
   const apiToken = args.string('api-token')

@@ -127,14 +127,18 @@ export class RunningNode {
   }
 
   /** Stop claiming, let running tasks finish (within the grace period), announce the leave. */
-  drain (graceMs = DEFAULTS.drainGraceMs): Promise<void> {
+  drain (graceMs = this.#options.drainGraceMs ?? DEFAULTS.drainGraceMs): Promise<void> {
     this.#draining ??= (async () => {
       this.#driver.push({ kind: 'LeaveRequested', atMs: Date.now() })
       const deadline = Date.now() + graceMs
       while (this.#driver.runningExecutions() > 0 && Date.now() < deadline) await delay(50)
+      // Let the last results reach the core (and their records the replicas), then hand off.
       await this.#driver.settled()
-      // Give the leaving heartbeat a moment to spread (best effort; peers also time out).
-      await delay(Math.min(200, this.#options.heartbeatMs ?? DEFAULTS.heartbeatMs))
+      this.#driver.push({ kind: 'LeaveCompleted', atMs: Date.now() })
+      await this.#driver.settled()
+      // Give the handoff and the leave heartbeat a moment to go out (best effort: anti-entropy
+      // and the dead timeout cover what does not arrive).
+      await delay(Math.min(300, 2 * (this.#options.heartbeatMs ?? DEFAULTS.heartbeatMs)))
     })()
     return this.#draining
   }
@@ -294,13 +298,16 @@ export async function startNode (options: NodeOptions): Promise<RunningNode> {
       heartbeatMs,
       suspectAfterMs: options.suspectAfterMs ?? DEFAULTS.suspectAfterMs,
       deadAfterMs: options.deadAfterMs ?? DEFAULTS.deadAfterMs,
-      removeAfterMs: DEFAULTS.removeAfterMs,
+      removeAfterMs: options.removeAfterMs ?? DEFAULTS.removeAfterMs,
       submitTimeoutMs: options.submitTimeoutMs ?? DEFAULTS.submitTimeoutMs,
       claimTimeoutMs: 3000,
       readTimeoutMs: 1000,
       claimRetryMs: 1000,
       commitFallbackMs: 2 * (options.submitTimeoutMs ?? DEFAULTS.submitTimeoutMs) + 1000,
       joinGraceMs: hasBootstrap || entries.length > 0 ? 4 * heartbeatMs : 0,
+      syncIntervalMs: 10_000,
+      syncDelayMs: 500,
+      syncTimeoutMs: 3000,
       api: apiUrl ?? '',
       addrs: net.multiaddrs(),
       types: executors.types()

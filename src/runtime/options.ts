@@ -32,4 +32,8 @@ export interface NodeOptions {
   deadAfterMs?: number
   /** How long a submit waits for its write quorum before answering 503; default 5 s. */
   submitTimeoutMs?: number
+  /** How long a dead peer keeps its place on the ring (damping for flapping peers); default 30 s. */
+  removeAfterMs?: number
+  /** How long a drain (SIGTERM, stop(), POST /v1/drain) waits for running tasks; default 30 s. */
+  drainGraceMs?: number
 }
