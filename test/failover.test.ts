@@ -153,4 +153,21 @@ test('a whole cluster crashes and restarts from its disks: every accepted task f
   for (const id of ids) assert.is(h.node('a').record(id)?.state ?? h.node('b').record(id)?.state, 'succeeded', `${id} finished`)
 })
 
+test('a finished run whose outcome is still on its way to a quorum is not claimed again', () => {
+  const h = new Harness(['a', 'b', 'c'])
+  h.meet()
+  submitMany(h, 'a', ['o1'])
+  const [run] = h.executions.splice(0)
+  // Replicas are slow to answer the outcome write: the owner finishes while they are cut off...
+  const others = ['a', 'b', 'c'].filter(id => id !== run!.node)
+  for (const id of others) h.down.add(id)
+  h.finish(run!.node, 'o1', run!.order.fencingToken)
+  // ...and meanwhile its view changes (which makes it reconsider every active task).
+  h.advance(400)
+  for (const id of others) h.down.delete(id)
+  h.advance(3000)
+  assert.is(h.executions.length, 0, 'no second execution')
+  assert.is(h.node(others[0]!).record('o1')?.state, 'succeeded')
+})
+
 test.run()

@@ -161,6 +161,8 @@ export class TaskmeshNode {
   readonly #submitIds = new Set<string>()
   readonly #claims = new Map<string, PendingClaim>()
   readonly #writes = new Map<number, PendingWrite>()
+  /** Ids whose outcome is on its way to a quorum: not orphans, whatever the local record says. */
+  readonly #writing = new Set<string>()
   readonly #claimRids = new Map<number, string>()
   readonly #reads = new Map<number, PendingRead>()
   readonly #lists = new Map<number, PendingList>()
@@ -253,6 +255,9 @@ export class TaskmeshNode {
   get claiming (): boolean { return this.#claimGateOpen }
 
   runningCount (): number { return this.#running.size }
+
+  /** Work this node still owes the cluster: runs, claims in flight and outcomes not yet on a quorum. */
+  pendingWork (): number { return this.#running.size + this.#claims.size + this.#writes.size }
 
   record (id: string): TaskRecord | null {
     return this.#entries.get(id)?.record ?? null
@@ -652,6 +657,7 @@ export class TaskmeshNode {
     const write: PendingWrite = { record, targets, needed: writeQuorum(replicas.length), acks: new Set(), nacks: new Set() }
     if (selfCounts === 1) write.acks.add(this.config.selfId)
     this.#writes.set(rid, write)
+    this.#writing.add(record.id)
     this.#addTimer({ atMs: this.#nowMs + this.config.claimTimeoutMs, kind: 'writeDeadline', rid })
     for (const peer of targets) this.#deliver(peer, { kind: 'store', rid, record })
     this.#maybeFinishWrite(rid)
@@ -665,11 +671,13 @@ export class TaskmeshNode {
       // Timed out (replicas unreachable): keep our own copy; anti-entropy spreads it later,
       // and every receiver applies the fence again.
       this.#writes.delete(rid)
+      this.#writing.delete(write.record.id)
       const { ok } = this.#apply(write.record, true)
       if (ok) this.#announce(write.record, write.record.state as TaskState, this.config.selfId)
       else this.#refuseResult(write.record, 'a newer claim is known here')
     } else if (possible < write.needed) {
       this.#writes.delete(rid)
+      this.#writing.delete(write.record.id)
       this.#refuseResult(write.record, 'replicas hold a newer claim')
     }
   }
@@ -723,7 +731,7 @@ export class TaskmeshNode {
   /** Queue the task for a claim if this node should claim it now; else arm the timer that will. */
   #consider (id: string): void {
     if (this.#leaving || !this.joined) return
-    if (this.#claims.has(id) || this.#running.has(id) || this.#inReady.has(id)) return
+    if (this.#claims.has(id) || this.#running.has(id) || this.#inReady.has(id) || this.#writing.has(id)) return
     const record = this.#entries.get(id)?.record
     if (record === undefined || isTerminal(record.state)) return
     if (!record.committed) {

@@ -131,9 +131,12 @@ export class RunningNode {
     this.#draining ??= (async () => {
       this.#driver.push({ kind: 'LeaveRequested', atMs: Date.now() })
       const deadline = Date.now() + graceMs
-      while (this.#driver.runningExecutions() > 0 && Date.now() < deadline) await delay(50)
-      // Let the last results reach the core (and their records the replicas), then hand off.
-      await this.#driver.settled()
+      // Wait for the runs to finish AND their outcomes to be on a write quorum: announcing the
+      // leave earlier lets peers take over tasks whose outcome is still in flight.
+      while ((this.#driver.runningExecutions() > 0 || this.#driver.core.pendingWork() > 0) && Date.now() < deadline) {
+        await delay(50)
+        await this.#driver.settled()
+      }
       this.#driver.push({ kind: 'LeaveCompleted', atMs: Date.now() })
       await this.#driver.settled()
       // Give the handoff and the leave heartbeat a moment to go out (best effort: anti-entropy
