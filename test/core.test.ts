@@ -30,7 +30,7 @@ test('no quorum: the submit times out with no_quorum and the task never appears,
   h.down.add('b'); h.down.add('c')
   const requestId = h.submit('a', 'task-2')
   assert.is(h.replies.get(requestId), undefined, 'no answer before the timeout')
-  h.advance(1100)
+  h.advance(2200) // the submit timeout, then the abort's own timeout
   const outcome = submitReply(h, requestId)
   assert.ok(!outcome.ok && outcome.error.code === 'no_quorum', 'refused with no_quorum')
   h.down.clear()

@@ -28,7 +28,8 @@ const samples: PeerMessage[] = [
   { kind: 'listReply', rid: 4, records: [record] },
   { kind: 'sync', rid: 5, digests: [0, 4294967295, 12345] },
   { kind: 'syncKeys', rid: 5, buckets: [1, 63], keys: [['task-1', [0, 1, 1, 2, 3]]] },
-  { kind: 'want', ids: ['task-1'] }
+  { kind: 'want', ids: ['task-1'] },
+  { kind: 'ask', ids: ['task-1'] }
 ]
 
 test('every message kind survives msgpack and validation unchanged', () => {
@@ -39,7 +40,7 @@ test('every message kind survives msgpack and validation unchanged', () => {
     assert.equal(result.ok && result.value, message)
     kinds.add(message.kind)
   }
-  assert.is(kinds.size, 12, 'all twelve message kinds')
+  assert.is(kinds.size, 13, 'all thirteen message kinds')
 })
 
 test('every message the core sends in a simulated run passes validation', () => {

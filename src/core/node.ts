@@ -63,6 +63,8 @@ export interface CoreStats {
   executionsFailed: number
   staleResultsRefused: number
   staleWritesRefused: number
+  /** 503 answered, then a claim won anyway (the abort never reached a quorum in time). */
+  refusedButRan: number
   syncRounds: number
   syncPushed: number
   syncPulled: number
@@ -73,6 +75,7 @@ type Timer =
   | { atMs: number, kind: 'submitDeadline', rid: number }
   | { atMs: number, kind: 'claimDeadline', rid: number }
   | { atMs: number, kind: 'writeDeadline', rid: number }
+  | { atMs: number, kind: 'abortDeadline', rid: number }
   | { atMs: number, kind: 'readDeadline', rid: number }
   | { atMs: number, kind: 'listDeadline', rid: number }
 
@@ -85,6 +88,20 @@ interface PendingSubmit {
   acks: Set<string>
   nacks: Set<string>
 }
+
+/** A coordinator's attempt to abort a submit that missed its quorum: itself a fenced quorum write. */
+interface PendingAbort {
+  submit: PendingSubmit
+  acks: Set<string>
+  nacks: Set<string>
+  why: string
+  /** Set once 503 was answered; the abort keeps being retransmitted until a quorum holds it. */
+  answered: boolean
+  startedAtMs: number
+}
+
+/** How often an unfinished abort is sent again to the replicas that have not stored it. */
+const ABORT_RETRY_MS = 500
 
 interface SubmitRequest {
   outcomes: Array<SubmitOutcome | undefined>
@@ -161,6 +178,11 @@ export class TaskmeshNode {
   readonly #submitIds = new Set<string>()
   readonly #claims = new Map<string, PendingClaim>()
   readonly #writes = new Map<number, PendingWrite>()
+  readonly #aborts = new Map<number, PendingAbort>()
+  /** This node's decisions as coordinator (true = accepted), kept to answer replicas that ask. */
+  readonly #decided = new Map<string, { commit: boolean, atMs: number }>()
+  /** Uncommitted records whose coordinator was asked for its decision. */
+  readonly #asked = new Set<string>()
   /** Ids whose outcome is on its way to a quorum: not orphans, whatever the local record says. */
   readonly #writing = new Set<string>()
   readonly #claimRids = new Map<number, string>()
@@ -191,7 +213,7 @@ export class TaskmeshNode {
   readonly #stats = {
     submitsAccepted: 0, submitsRejected: 0, claimsStarted: 0, claimsAbandoned: 0,
     executionsStarted: 0, executionsSucceeded: 0, executionsFailed: 0,
-    staleResultsRefused: 0, staleWritesRefused: 0, syncRounds: 0, syncPushed: 0, syncPulled: 0
+    staleResultsRefused: 0, staleWritesRefused: 0, refusedButRan: 0, syncRounds: 0, syncPushed: 0, syncPulled: 0
   }
 
   constructor (config: CoreConfig, atMs: number) {
@@ -503,6 +525,7 @@ export class TaskmeshNode {
       case 'readReply': return this.#onReadReply(from, message)
       case 'list': return this.#deliver(from, { kind: 'listReply', rid: message.rid, records: this.#localList(message.query) })
       case 'listReply': return this.#onListReply(from, message)
+      case 'ask': return this.#onAsk(from, message)
       case 'sync': return this.#onSync(from, message)
       case 'syncKeys': return this.#onSyncKeys(from, message)
       case 'want': return this.#onWant(from, message)
@@ -526,6 +549,13 @@ export class TaskmeshNode {
       this.#maybeFinishWrite(message.rid)
       return
     }
+    const abort = this.#aborts.get(message.rid)
+    if (abort !== undefined && abort.submit.record.id === message.id) {
+      if (message.ok) abort.acks.add(from)
+      else abort.nacks.add(from)
+      this.#maybeFinishAbort(message.rid, message.ok ? null : message.record)
+      return
+    }
     const submit = this.#submits.get(message.rid)
     if (submit === undefined || submit.record.id !== message.id) return
     if (message.ok) submit.acks.add(from)
@@ -534,6 +564,7 @@ export class TaskmeshNode {
       this.#submits.delete(message.rid)
       this.#submitIds.delete(submit.record.id)
       this.#stats.submitsAccepted++
+      this.#remember(submit.record.id, true)
       for (const peer of submit.replicas) this.#decide(peer, submit.record.id, true)
       const record: TaskRecord = { ...submit.record, committed: true }
       this.#announce(record, record.state as TaskState, this.config.selfId)
@@ -548,7 +579,26 @@ export class TaskmeshNode {
       const entry = this.#entries.get(id)
       if (entry === undefined) continue
       if (message.commit) this.#commit(entry)
-      else if (!entry.record.committed && entry.record.epoch === 0) this.#apply({ ...entry.record, state: 'aborted' }, false)
+      else if (!entry.record.committed) this.#apply({ ...entry.record, state: 'aborted' }, true)
+    }
+  }
+
+  #onAsk (from: string, message: Extract<PeerMessage, { kind: 'ask' }>): void {
+    const commit: string[] = []
+    const abort: string[] = []
+    for (const id of message.ids) {
+      const decision = this.#decided.get(id)
+      if (decision !== undefined) (decision.commit ? commit : abort).push(id)
+    }
+    if (commit.length > 0) this.#deliver(from, { kind: 'decide', ids: commit, commit: true })
+    if (abort.length > 0) this.#deliver(from, { kind: 'decide', ids: abort, commit: false })
+  }
+
+  #remember (id: string, commit: boolean): void {
+    this.#decided.set(id, { commit, atMs: this.#nowMs })
+    // Bounded: decisions older than a few fallback periods are no longer asked about.
+    if (this.#decided.size % 1024 === 0) {
+      for (const [key, decision] of this.#decided) if (this.#nowMs - decision.atMs > 10 * this.config.commitFallbackMs) this.#decided.delete(key)
     }
   }
 
@@ -614,7 +664,7 @@ export class TaskmeshNode {
       this.#persisted(entry)
       return { ok: true, changed: true }
     }
-    if (fence && incoming.epoch < existing.promised && incoming.state !== 'aborted') {
+    if (fence && incoming.epoch < existing.promised) {
       this.#stats.staleWritesRefused++
       return { ok: false, changed: false }
     }
@@ -861,16 +911,68 @@ export class TaskmeshNode {
     this.#decisions.clear()
   }
 
+  /**
+   * The submit missed its quorum in time. Before answering 503 the coordinator aborts it with
+   * a fenced write of the record as `aborted`: once a majority holds that, no claim can ever
+   * reach a quorum, so the task never runs. If replicas refuse the abort because a claim got
+   * there first (the coordinator was slow or paused while they went ahead), the task was
+   * accepted after all and the answer is 201 with that record: the client is never told 503
+   * about a task that runs.
+   */
   #failSubmit (rid: number, submit: PendingSubmit, why: string): void {
     this.#submits.delete(rid)
-    this.#submitIds.delete(submit.record.id)
-    this.#stats.submitsRejected++
-    for (const peer of submit.replicas) this.#decide(peer, submit.record.id, false)
-    this.#log('warn', 'submit.no_quorum', { task: submit.record.id, acks: submit.acks.size, needed: submit.needed, why })
-    this.#resolveSubmit(submit.requestId, submit.index, {
-      ok: false,
-      error: { code: 'no_quorum', message: `could not store the task on ${submit.needed} of its ${submit.replicas.length} replicas (${why}); nothing was accepted` }
-    })
+    const abortRid = this.#nextRid++
+    this.#aborts.set(abortRid, { submit, acks: new Set(), nacks: new Set(), why, answered: false, startedAtMs: this.#nowMs })
+    this.#addTimer({ atMs: this.#nowMs + this.config.submitTimeoutMs, kind: 'abortDeadline', rid: abortRid })
+    const aborted: TaskRecord = { ...submit.record, state: 'aborted' }
+    for (const peer of submit.replicas) this.#deliver(peer, { kind: 'store', rid: abortRid, record: aborted })
+  }
+
+  #maybeFinishAbort (rid: number, current: TaskRecord | null, timedOut = false): void {
+    const abort = this.#aborts.get(rid)
+    if (abort === undefined) return
+    const { submit } = abort
+    const claimed = current !== null && current.state !== 'aborted' && (current.epoch > 0 || current.committed)
+    if (claimed) {
+      this.#aborts.delete(rid)
+      this.#submitIds.delete(submit.record.id)
+      if (abort.answered) {
+        this.#stats.refusedButRan++
+        this.#log('error', 'submit.refused_but_ran', { task: submit.record.id, state: current.state, epoch: current.epoch })
+        return
+      }
+      this.#stats.submitsAccepted++
+      this.#remember(submit.record.id, true)
+      this.#log('info', 'submit.accepted_late', { task: submit.record.id, state: current.state, epoch: current.epoch })
+      this.#resolveSubmit(submit.requestId, submit.index, { ok: true, created: true, record: current })
+      return
+    }
+    const quorum = abort.acks.size >= submit.needed
+    if ((quorum || timedOut) && !abort.answered) {
+      abort.answered = true
+      this.#remember(submit.record.id, false)
+      this.#stats.submitsRejected++
+      this.#log('warn', 'submit.no_quorum', { task: submit.record.id, acks: submit.acks.size, needed: submit.needed, why: abort.why, abortAcks: abort.acks.size })
+      this.#resolveSubmit(submit.requestId, submit.index, {
+        ok: false,
+        error: { code: 'no_quorum', message: `could not store the task on ${submit.needed} of its ${submit.replicas.length} replicas (${abort.why}); nothing was accepted` }
+      })
+    }
+    if (quorum) {
+      this.#aborts.delete(rid)
+      this.#submitIds.delete(submit.record.id)
+    } else if (timedOut) {
+      // Keep trying until a quorum holds the abort, but stop before the replicas' commit
+      // fallback would release the task anyway (then nothing more can be done here).
+      if (this.#nowMs - abort.startedAtMs + ABORT_RETRY_MS >= this.config.commitFallbackMs - this.config.submitTimeoutMs) {
+        this.#aborts.delete(rid)
+        this.#submitIds.delete(submit.record.id)
+        return
+      }
+      const aborted: TaskRecord = { ...submit.record, state: 'aborted' }
+      for (const peer of submit.replicas) if (!abort.acks.has(peer)) this.#deliver(peer, { kind: 'store', rid, record: aborted })
+      this.#addTimer({ atMs: this.#nowMs + ABORT_RETRY_MS, kind: 'abortDeadline', rid })
+    }
   }
 
   #resolveSubmit (requestId: number, index: number, outcome: SubmitOutcome): void {
@@ -1032,6 +1134,7 @@ export class TaskmeshNode {
           break
         }
         case 'writeDeadline': this.#maybeFinishWrite(timer.rid, true); break
+        case 'abortDeadline': this.#maybeFinishAbort(timer.rid, null, true); break
         case 'readDeadline': this.#maybeFinishRead(timer.rid, true); break
         case 'listDeadline': this.#maybeFinishList(timer.rid, true); break
         default: unreachable(timer)
@@ -1044,7 +1147,17 @@ export class TaskmeshNode {
     if (entry === undefined) return
     const record = entry.record
     if (!record.committed && !isTerminal(record.state) && this.#nowMs >= record.createdAtMs + this.config.commitFallbackMs) {
-      // The coordinator's decision never arrived; it may have answered 201, so the task is kept.
+      // The coordinator's decision never arrived. Ask it while it is around; if it is gone (or
+      // does not remember), keep the task: it may have answered 201, and accepted means durable.
+      const coordinatorState = this.#membership.state(record.coordinator)
+      const reachable = record.coordinator !== this.config.selfId && (coordinatorState === 'alive' || coordinatorState === 'suspect')
+      if (reachable && !this.#asked.has(id)) {
+        this.#asked.add(id)
+        this.#deliver(record.coordinator, { kind: 'ask', ids: [id] })
+        this.#armDue(id, this.#nowMs + this.config.commitFallbackMs / 2)
+        return
+      }
+      this.#asked.delete(id)
       this.#log('info', 'submit.commit_fallback', { task: id, coordinator: record.coordinator })
       this.#commit(entry)
       return

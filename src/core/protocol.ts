@@ -13,6 +13,8 @@ export type PeerMessage =
   | { kind: 'stored', rid: number, id: string, ok: boolean, record: TaskRecord | null }
   /** The coordinator's decision after a submit: commit (quorum reached) or abort. */
   | { kind: 'decide', ids: string[], commit: boolean }
+  /** A replica still waiting for a decision asks the coordinator (answered with decide). */
+  | { kind: 'ask', ids: string[] }
   /** Promise this epoch and store the running record; answered by `claimed`. */
   | { kind: 'claim', rid: number, record: TaskRecord }
   | { kind: 'claimed', rid: number, id: string, ok: boolean, record: TaskRecord | null }

@@ -199,6 +199,7 @@ function readPeerMessage (value: unknown): PeerMessage {
         return [string(pair[0], `keys[${i}][0]`, WIRE_LIMITS.idLength, 1), version] as [string, number[]]
       })
     }
+    case 'ask': return { kind: 'ask', ids: strings(o.ids, 'ids', WIRE_LIMITS.idsPerMessage, WIRE_LIMITS.idLength) }
     case 'want': return { kind: 'want', ids: strings(o.ids, 'ids', WIRE_LIMITS.idsPerMessage, WIRE_LIMITS.idLength) }
     default: throw new WireError('message.kind: unknown message kind')
   }

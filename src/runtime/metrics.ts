@@ -26,6 +26,7 @@ export function renderMetrics ({ core, driver, net, store, members }: MetricsSou
   metric('tasks_ready', 'gauge', 'Tasks owned here and waiting for capacity.', core.ready)
   metric('submits_accepted_total', 'counter', 'Tasks accepted by this node as coordinator.', core.submitsAccepted)
   metric('submits_rejected_total', 'counter', 'Submits refused for want of a write quorum.', core.submitsRejected)
+  metric('submits_refused_but_ran_total', 'counter', 'Submits answered 503 whose abort never reached a quorum before a claim won (should stay 0).', core.refusedButRan)
   metric('claims_total', 'counter', 'Claims that reached their quorum.', core.claimsStarted)
   metric('claims_abandoned_total', 'counter', 'Claims that did not reach their quorum.', core.claimsAbandoned)
   metric('executions_started_total', 'counter', 'Executions started on this node.', core.executionsStarted)

@@ -1,0 +1,498 @@
+// virtual.ts: the deterministic simulator. The real src/core state machines, many nodes in one
+// process, a simulated network (delay, loss, duplication, reordering, partitions, pauses), a
+// virtual clock with per-node skew and simulated disks; one seed draws everything, including
+// the fault rates (swarm testing). Phase 1 injects faults; phase 2 heals and every accepted
+// task must become terminal. Invariants are checked as it runs; a violation stops the run
+// with the command that replays it. Same seed, same JSON.
+import { Heap } from '../src/core/heap.js'
+import { TaskmeshNode } from '../src/core/node.js'
+import type { CoreConfig } from '../src/core/node.js'
+import type { Effect, Input } from '../src/core/protocol.js'
+import { canonicalText, isTerminal, merge } from '../src/core/record.js'
+import type { StoredEntry, TaskRecord, TaskSpec } from '../src/core/types.js'
+import { checkQueue, checkReplicas } from './checkers.js'
+import type { QueueReport, ReplicaReport } from './checkers.js'
+
+export interface VirtualOptions {
+  nodes: number
+  tasks: number
+  replicas: number
+  seed: number
+  /** Inject faults in phase 1 (crashes, permanent loss of < R nodes, partitions, pauses, loss). */
+  faults: boolean
+  /** Ownership variant: 'ring' (64 virtual positions per peer) or 'ring-1' (one position). */
+  policy: 'ring' | 'ring-1'
+  /** Deliberate bugs, to prove the checkers catch them. */
+  bug: 'none' | 'ack-without-persist' | 'accept-before-quorum'
+  /** Virtual length of phase 1 (faults and load), ms. */
+  phaseMs: number
+}
+
+export interface Violation {
+  invariant: string
+  task: string | null
+  atMs: number
+  detail: string
+  trace: string[]
+}
+
+export interface VirtualResult {
+  seed: number
+  options: VirtualOptions
+  rates: { lossRate: number, duplicateRate: number, delayMsMax: number, crashes: number, partitions: number, pauses: number, permanentLosses: number }
+  virtualMs: number
+  events: number
+  faults: string[]
+  queue: QueueReport
+  replicas: ReplicaReport
+  violations: Violation[]
+  executions: number
+}
+
+type SimEvent =
+  | { atMs: number, seq: number, kind: 'input', node: number, incarnation: number, input: Input }
+  | { atMs: number, seq: number, kind: 'tick', node: number, incarnation: number }
+  | { atMs: number, seq: number, kind: 'wake', node: number, incarnation: number }
+  | { atMs: number, seq: number, kind: 'finish', node: number, incarnation: number, taskId: string, epoch: number, ok: boolean }
+  | { atMs: number, seq: number, kind: 'submit' }
+  | { atMs: number, seq: number, kind: 'fault', apply: () => void, label: string }
+
+interface SimNode {
+  id: string
+  index: number
+  core: TaskmeshNode | null
+  incarnation: number
+  status: 'up' | 'down' | 'paused' | 'lost'
+  disk: Map<string, StoredEntry>
+  skewMs: number
+  held: Input[]
+  lastAtMs: number
+}
+
+const HEARTBEAT_MS = 500
+const TICK_MS = 250
+const TRACE_MAX = 12
+
+/** mulberry32: small, fast, good enough for drawing a simulation. */
+function prng (seed: number): () => number {
+  let state = seed >>> 0
+  return () => {
+    state = (state + 0x6D2B79F5) >>> 0
+    let t = state
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+export function simulate (options: VirtualOptions): VirtualResult {
+  const random = prng(options.seed)
+  const between = (low: number, high: number): number => low + random() * (high - low)
+  const pick = <T>(items: T[]): T => items[Math.floor(random() * items.length)]!
+
+  // Swarm testing: the seed draws the fault rates too.
+  const rates = {
+    lossRate: options.faults ? Math.round(between(0, 0.03) * 1000) / 1000 : 0,
+    duplicateRate: options.faults ? Math.round(between(0, 0.02) * 1000) / 1000 : 0,
+    delayMsMax: Math.round(between(2, options.faults ? 60 : 10)),
+    crashes: options.faults ? Math.floor(between(0, 4)) : 0,
+    partitions: options.faults ? Math.floor(between(0, 3)) : 0,
+    pauses: options.faults ? Math.floor(between(0, 3)) : 0,
+    permanentLosses: options.faults ? Math.floor(between(0, options.replicas)) : 0 // fewer than R
+  }
+
+  const queue = new Heap<SimEvent>((a, b) => a.atMs !== b.atMs ? a.atMs < b.atMs : a.seq < b.seq)
+  let seq = 0
+  let nowMs = 0
+  let events = 0
+  type Unsequenced = SimEvent extends infer E ? E extends SimEvent ? Omit<E, 'seq'> : never : never
+  const schedule = (event: Unsequenced): void => { queue.push({ ...event, seq: seq++ } as SimEvent) }
+
+  const nodes: SimNode[] = Array.from({ length: options.nodes }, (_, index) => ({
+    id: `n${String(index).padStart(4, '0')}`,
+    index,
+    core: null,
+    incarnation: 0,
+    status: 'down',
+    disk: new Map(),
+    skewMs: Math.round(between(-200, 200)),
+    held: [],
+    lastAtMs: 0
+  }))
+  const byId = new Map(nodes.map(node => [node.id, node]))
+  const blocked = new Set<string>() // "a|b" pairs that cannot talk
+  const faults: string[] = []
+  const violations: Violation[] = []
+  const traces = new Map<string, string[]>()
+  const accepted: string[] = []
+  const refused: string[] = []
+  const submitted = new Set<string>()
+  const executions = new Map<string, number>()
+  const executedEpochMax = new Map<string, number>()
+  const terminalSeen = new Map<string, string>() // node|task → terminal state persisted
+  let totalExecutions = 0
+  let nextTaskId = 0
+  let nextRequestId = 1
+  const pendingSubmits = new Map<number, string[]>()
+
+  const trace = (task: string, text: string): void => {
+    let lines = traces.get(task)
+    if (lines === undefined) { lines = []; traces.set(task, lines) }
+    lines.push(`${nowMs}ms ${text}`)
+    if (lines.length > TRACE_MAX) lines.shift()
+  }
+  const violate = (invariant: string, task: string | null, detail: string): void => {
+    violations.push({ invariant, task, atMs: nowMs, detail, trace: task === null ? [] : [...(traces.get(task) ?? [])] })
+  }
+
+  const config = (node: SimNode, joinGraceMs: number): CoreConfig => ({
+    selfId: node.id, replicas: options.replicas, capacity: 8, heartbeatMs: HEARTBEAT_MS,
+    suspectAfterMs: 1500, deadAfterMs: 3000, removeAfterMs: 10_000, submitTimeoutMs: 3000,
+    claimTimeoutMs: 2000, readTimeoutMs: 1000, claimRetryMs: 500, commitFallbackMs: 7000,
+    joinGraceMs, syncIntervalMs: 5000, syncDelayMs: 300, syncTimeoutMs: 2000,
+    api: '', addrs: [], types: ['work'], virtualPositions: options.policy === 'ring-1' ? 1 : 64
+  })
+
+  const nodeTime = (node: SimNode): number => {
+    node.lastAtMs = Math.max(node.lastAtMs, nowMs + node.skewMs)
+    return node.lastAtMs
+  }
+
+  const start = (node: SimNode, joinGraceMs: number): void => {
+    node.incarnation++
+    node.status = 'up'
+    node.held = []
+    node.core = new TaskmeshNode(config(node, joinGraceMs), nodeTime(node))
+    step(node, { kind: 'Restored', atMs: nodeTime(node), entries: [...node.disk.values()] })
+    schedule({ atMs: nowMs + Math.floor(random() * TICK_MS), kind: 'tick', node: node.index, incarnation: node.incarnation })
+  }
+
+  const send = (from: SimNode, to: SimNode, make: (atMs: number) => Input): void => {
+    if (to.status === 'lost' || blocked.has(`${from.id}|${to.id}`)) return
+    if (random() < rates.lossRate) return
+    const copies = random() < rates.duplicateRate ? 2 : 1
+    for (let i = 0; i < copies; i++) {
+      const atMs = nowMs + 1 + Math.floor(random() * rates.delayMsMax)
+      schedule({ atMs, kind: 'input', node: to.index, incarnation: -1, input: make(atMs) })
+    }
+  }
+
+  const step = (node: SimNode, input: Input): void => {
+    const core = node.core!
+    core.step(input)
+    const effects = core.drain()
+    // The runtime's contract: every Persist of a step is durable before its sends go out.
+    for (const effect of effects) if (effect.kind === 'Persist') persist(node, effect.entry)
+    for (const effect of effects) apply(node, effect)
+  }
+
+  const persist = (node: SimNode, entry: StoredEntry): void => {
+    const record = entry.record
+    const key = `${node.id}|${record.id}`
+    const before = terminalSeen.get(key)
+    // `aborted` is internal (never shown): a minority may hold it while a claim won the task.
+    if (before !== undefined && before !== record.state && before !== 'aborted') violate('2: terminal states are final', record.id, `${node.id} had ${before}, now ${record.state} (epoch ${record.epoch})`)
+    if (isTerminal(record.state)) terminalSeen.set(key, record.state)
+    trace(record.id, `${node.id} persist ${record.state} e${record.epoch} a${record.attempt}${record.committed ? ' c' : ''}`)
+    if (options.bug === 'ack-without-persist' && record.state === 'queued' && record.coordinator !== node.id) return
+    node.disk.set(record.id, entry)
+  }
+
+  const apply = (node: SimNode, effect: Effect): void => {
+    switch (effect.kind) {
+      case 'Persist': return
+      case 'Send': {
+        const to = byId.get(effect.to)
+        if (to !== undefined) send(node, to, atMs => ({ kind: 'MessageReceived', atMs, from: node.id, message: effect.message }))
+        return
+      }
+      case 'PublishHeartbeat':
+        for (const other of nodes) if (other !== node) send(node, other, atMs => ({ kind: 'HeartbeatReceived', atMs, heartbeat: effect.heartbeat }))
+        return
+      case 'Execute': {
+        const { taskId, fencingToken } = effect.order
+        executions.set(taskId, (executions.get(taskId) ?? 0) + 1)
+        executedEpochMax.set(taskId, Math.max(executedEpochMax.get(taskId) ?? 0, fencingToken))
+        totalExecutions++
+        trace(taskId, `${node.id} execute e${fencingToken} a${effect.order.attempt}`)
+        schedule({ atMs: nowMs + 5 + Math.floor(random() * 300), kind: 'finish', node: node.index, incarnation: node.incarnation, taskId, epoch: fencingToken, ok: random() > 0.05 })
+        return
+      }
+      case 'Reply': {
+        const ids = pendingSubmits.get(effect.requestId)
+        pendingSubmits.delete(effect.requestId)
+        if (ids === undefined || effect.value.kind !== 'submit') return
+        effect.value.outcomes.forEach((outcome, i) => {
+          if (outcome.ok && options.bug !== 'accept-before-quorum') accepted.push(ids[i]!)
+          if (!outcome.ok) refused.push(ids[i]!)
+          trace(ids[i]!, `${node.id} reply ${outcome.ok ? 'accepted' : outcome.error.code}`)
+        })
+        return
+      }
+      case 'WakeAt':
+        schedule({ atMs: Math.max(nowMs, effect.atMs - node.skewMs), kind: 'wake', node: node.index, incarnation: node.incarnation })
+        return
+      case 'Announce':
+      case 'Log':
+        return
+    }
+  }
+
+  const deliver = (node: SimNode, input: Input): void => {
+    if (node.status === 'paused') { node.held.push(input); return }
+    if (node.status !== 'up') return
+    step(node, { ...input, atMs: nodeTime(node) } as Input)
+  }
+
+  // ---------------------------------------------------------------- the run
+  for (const node of nodes) start(node, 0)
+  const specOf = (): TaskSpec => ({
+    type: 'work', payload: null, priority: Math.floor(random() * 3), runAtMs: null, delayMs: random() < 0.1 ? Math.floor(random() * 2000) : null,
+    maxAttempts: 3, backoff: { kind: 'fixed', delayMs: 100, delayMsMax: 100 }, timeoutMs: null, idempotencyKey: null, dependsOn: []
+  })
+  // Load: submits spread over phase 1, after the cluster has formed.
+  const loadStartMs = 3000
+  const batches = Math.ceil(options.tasks / 10)
+  for (let i = 0; i < batches; i++) schedule({ atMs: loadStartMs + Math.floor((i / batches) * (options.phaseMs - loadStartMs - 1000)), kind: 'submit' })
+
+  // Faults, drawn from the seed; at most R - 1 nodes are lost for good.
+  const healAtMs = options.phaseMs
+  const fault = (atMs: number, label: string, apply: () => void): void => schedule({ atMs, kind: 'fault', label, apply })
+  const victims = (count: number): SimNode[] => {
+    const chosen = new Set<SimNode>()
+    while (chosen.size < Math.min(count, nodes.length - 1)) chosen.add(pick(nodes))
+    return [...chosen]
+  }
+  for (const node of victims(rates.permanentLosses)) {
+    fault(between(loadStartMs, healAtMs - 2000), `lose ${node.id} for good`, () => { node.status = 'lost'; node.core = null; node.disk.clear() })
+  }
+  for (let i = 0; i < rates.crashes; i++) {
+    const node = pick(nodes)
+    const atMs = between(loadStartMs, healAtMs - 1000)
+    fault(atMs, `crash ${node.id}`, () => { if (node.status === 'up' || node.status === 'paused') { node.status = 'down'; node.core = null } })
+    fault(Math.min(healAtMs, atMs + between(500, 8000)), `restart ${node.id}`, () => { if (node.status === 'down') start(node, 2000) })
+  }
+  for (let i = 0; i < rates.pauses; i++) {
+    const node = pick(nodes)
+    const atMs = between(loadStartMs, healAtMs - 1000)
+    fault(atMs, `pause ${node.id}`, () => { if (node.status === 'up') node.status = 'paused' })
+    fault(Math.min(healAtMs, atMs + between(500, 6000)), `resume ${node.id}`, () => resume(node))
+  }
+  for (let i = 0; i < rates.partitions; i++) {
+    const atMs = between(loadStartMs, healAtMs - 1000)
+    const side = victims(1 + Math.floor(random() * Math.floor(nodes.length / 2)))
+    fault(atMs, `partition ${side.map(node => node.id).join(',')} | rest`, () => {
+      for (const a of side) for (const b of nodes) if (!side.includes(b)) { blocked.add(`${a.id}|${b.id}`); blocked.add(`${b.id}|${a.id}`) }
+    })
+    fault(Math.min(healAtMs, atMs + between(1000, 8000)), 'heal partition', () => blocked.clear())
+  }
+  // Phase 2: heal everything and stop losing messages.
+  fault(healAtMs, 'heal all', () => {
+    blocked.clear()
+    rates.lossRate = 0
+    rates.duplicateRate = 0
+    for (const node of nodes) {
+      if (node.status === 'down') start(node, 2000)
+      if (node.status === 'paused') resume(node)
+    }
+  })
+
+  function resume (node: SimNode): void {
+    if (node.status !== 'paused') return
+    node.status = 'up'
+    const held = node.held
+    node.held = []
+    for (const input of held) deliver(node, input)
+  }
+
+  const boundMs = healAtMs + 120_000
+  let settledAtMs: number | null = null
+  let nextCheckMs = healAtMs
+  while (queue.size > 0 && violations.length === 0) {
+    const event = queue.pop()!
+    nowMs = event.atMs
+    events++
+    if (nowMs > boundMs) break
+    switch (event.kind) {
+      case 'input': deliver(nodes[event.node]!, event.input); break
+      case 'tick':
+      case 'wake': {
+        const node = nodes[event.node]!
+        if (event.incarnation !== node.incarnation) break
+        if (node.status === 'up' || node.status === 'paused') {
+          if (event.kind === 'tick') schedule({ atMs: nowMs + TICK_MS, kind: 'tick', node: node.index, incarnation: node.incarnation })
+          deliver(node, { kind: 'Ticked', atMs: 0 })
+        }
+        break
+      }
+      case 'finish': {
+        const node = nodes[event.node]!
+        if (event.incarnation !== node.incarnation) break
+        deliver(node, { kind: 'ExecutionFinished', atMs: 0, taskId: event.taskId, epoch: event.epoch, outcome: event.ok ? { ok: true, result: null } : { ok: false, error: 'simulated failure' }, durationMs: 10 })
+        break
+      }
+      case 'submit': {
+        const up = nodes.filter(node => node.status === 'up')
+        if (up.length === 0 || nextTaskId >= options.tasks) break
+        const node = pick(up)
+        const ids = Array.from({ length: Math.min(10, options.tasks - nextTaskId) }, () => `task${nextTaskId++}`)
+        for (const id of ids) submitted.add(id)
+        const requestId = nextRequestId++
+        pendingSubmits.set(requestId, ids)
+        if (options.bug === 'accept-before-quorum') accepted.push(...ids)
+        deliver(node, { kind: 'SubmitRequested', atMs: 0, requestId, items: ids.map(id => ({ id, spec: specOf() })) })
+        break
+      }
+      case 'fault':
+        faults.push(`${Math.round(nowMs)}ms ${event.label}`)
+        event.apply()
+        break
+    }
+    // Phase 2: once everything accepted is terminal, run on for quiescence (anti-entropy), then stop.
+    if (nowMs >= nextCheckMs) {
+      nextCheckMs = nowMs + 1000
+      if (settledAtMs === null && nowMs >= healAtMs && accepted.every(id => isTerminal(mergedRecord(id)?.state ?? 'queued'))) settledAtMs = nowMs
+      if (settledAtMs !== null && nowMs >= settledAtMs + 15_000) break
+    }
+  }
+
+  function mergedRecord (id: string): TaskRecord | null {
+    let merged: TaskRecord | null = null
+    for (const node of nodes) {
+      const record = node.core?.record(id)
+      if (record !== null && record !== undefined) merged = merged === null ? record : merge(merged, record)
+    }
+    return merged
+  }
+
+  // ---------------------------------------------------------------- judging the run
+  const terminal = new Map<string, string>()
+  for (const id of submitted) {
+    const record = mergedRecord(id)
+    if (record !== null && record.state !== 'aborted') terminal.set(id, record.state)
+  }
+  // One run per recorded outcome (a retried failure is not a duplicate).
+  const recorded = new Map<string, number>()
+  for (const id of submitted) {
+    const history = mergedRecord(id)?.history ?? []
+    recorded.set(id, Math.max(1, history.filter(entry => entry.state === 'retrying' || entry.state === 'succeeded' || entry.state === 'dead').length))
+  }
+  const queueReport = checkQueue({ accepted, terminal, executions, recorded, refused })
+  if (violations.length === 0) {
+    for (const id of queueReport.lostIds.slice(0, 1)) violate('1: no accepted task is lost', id, `still ${mergedRecord(id)?.state ?? 'absent'} ${nowMs - healAtMs} ms after healing`)
+    for (const id of queueReport.unexpectedIds.slice(0, 1)) violate('submit: a refused task never runs', id, 'executed but never accepted')
+    if (!options.faults) for (const id of queueReport.duplicatedIds.slice(0, 1)) violate('8: without faults nothing executes twice', id, `${executions.get(id)} executions`)
+    for (const id of accepted) {
+      const record = mergedRecord(id)
+      const executedMax = executedEpochMax.get(id) ?? 0
+      if (record !== null && isTerminal(record.state) && record.state !== 'cancelled' && record.epoch < executedMax) {
+        violate('4: only the latest fencing token records a result', id, `outcome from epoch ${record.epoch}, but epoch ${executedMax} ran`)
+        break
+      }
+    }
+  }
+  const live = nodes.filter(node => node.status === 'up' && node.core !== null)
+  const replicaInput = new Map<string, Array<{ node: string, version: string | null }>>()
+  if (live.length > 0) {
+    const view = live[0]!.core!
+    for (const id of accepted) {
+      const copies = view.replicaSetOf(id).map(peer => {
+        const record = byId.get(peer)?.core?.record(id) ?? null
+        return { node: peer, version: record === null ? null : canonicalText(record) }
+      })
+      replicaInput.set(id, copies)
+    }
+  }
+  const replicaReport = checkReplicas({ replicas: replicaInput })
+  if (violations.length === 0 && replicaReport.divergent > 0) {
+    const id = replicaReport.divergentIds[0]!
+    violate('6: replicas agree after healing and quiescence', id, replicaInput.get(id)!.map(copy => `${copy.node}: ${copy.version === null ? 'absent' : JSON.parse(copy.version).state}`).join(', '))
+  }
+  return { seed: options.seed, options, rates, virtualMs: Math.round(nowMs), events, faults, queue: queueReport, replicas: replicaReport, violations, executions: totalExecutions }
+}
+
+// ------------------------------------------------------------------ CLI
+
+const USAGE = 'usage: taskmesh sim --virtual [--nodes 10] [--tasks 1000] [--replicas 3] [--seed N] [--no-faults] [--policy ring|ring-1] [--phase 30s] [--seeds N] [--json FILE] [--bug ack-without-persist|accept-before-quorum]'
+
+export function replayCommand (options: VirtualOptions): string {
+  return `taskmesh sim --virtual --seed ${options.seed} --nodes ${options.nodes} --tasks ${options.tasks} --replicas ${options.replicas} --policy ${options.policy} --phase ${options.phaseMs}ms` +
+    (options.faults ? '' : ' --no-faults') + (options.bug !== 'none' ? ` --bug ${options.bug}` : '')
+}
+
+export function parseVirtualOptions (argv: string[]): VirtualOptions & { seeds: number, json: string | null } {
+  const value = (name: string): string | undefined => {
+    const index = argv.indexOf(`--${name}`)
+    if (index < 0) return undefined
+    const found = argv[index + 1]
+    if (found === undefined || found.startsWith('--')) throw new Error(`--${name} needs a value\n${USAGE}`)
+    return found
+  }
+  const integer = (name: string, fallback: number, min: number, max: number): number => {
+    const text = value(name)
+    if (text === undefined) return fallback
+    const parsed = Number(text)
+    if (!Number.isInteger(parsed) || parsed < min || parsed > max) throw new Error(`--${name}: expected an integer in ${min}..${max}, got "${text}"\n${USAGE}`)
+    return parsed
+  }
+  const known = new Set(['--virtual', '--nodes', '--tasks', '--replicas', '--seed', '--no-faults', '--policy', '--phase', '--seeds', '--json', '--bug'])
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!
+    if (!arg.startsWith('--')) continue
+    if (!known.has(arg)) throw new Error(`unknown option ${arg}\n${USAGE}`)
+  }
+  const policy = value('policy') ?? 'ring'
+  if (policy !== 'ring' && policy !== 'ring-1') throw new Error(`--policy: expected ring or ring-1\n${USAGE}`)
+  const bug = value('bug') ?? 'none'
+  if (bug !== 'none' && bug !== 'ack-without-persist' && bug !== 'accept-before-quorum') throw new Error(`--bug: unknown bug "${bug}"\n${USAGE}`)
+  const phaseText = value('phase') ?? '30s'
+  const phaseMatch = /^(\d+)(ms|s)?$/.exec(phaseText)
+  if (phaseMatch === null) throw new Error(`--phase: expected a duration like 30s\n${USAGE}`)
+  const phaseMs = Number(phaseMatch[1]) * (phaseMatch[2] === 'ms' ? 1 : 1000)
+  return {
+    nodes: integer('nodes', 10, 1, 100_000),
+    tasks: integer('tasks', 1000, 0, 10_000_000),
+    replicas: integer('replicas', 3, 1, 9),
+    seed: integer('seed', Math.floor(Math.random() * 2 ** 31), 0, 2 ** 32 - 1),
+    faults: !argv.includes('--no-faults'),
+    policy,
+    bug,
+    phaseMs: Math.max(6000, phaseMs),
+    seeds: integer('seeds', 1, 1, 100_000),
+    json: value('json') ?? null
+  }
+}
+
+/** `taskmesh sim --virtual`: returns the exit code (1 on any violation). */
+export async function runVirtual (argv: string[]): Promise<number> {
+  const parsed = parseVirtualOptions(argv)
+  const { seeds, json, ...base } = parsed
+  const results: VirtualResult[] = []
+  let failed = 0
+  for (let i = 0; i < seeds; i++) {
+    const options: VirtualOptions = { ...base, seed: base.seed + i }
+    const startedMs = performance.now()
+    const result = simulate(options)
+    const seconds = (performance.now() - startedMs) / 1000
+    results.push(result)
+    const q = result.queue
+    console.log(`seed ${options.seed}: ${options.nodes} nodes, ${q.accepted} accepted, ${q.completed} succeeded, ${q.failed} dead, ` +
+      `${q.lost} lost, ${q.duplicated} duplicated, ${q.unexpected} unexpected, ${result.replicas.divergent} divergent; ` +
+      `${result.faults.length} faults; ${result.events} events in ${seconds.toFixed(2)} s (${Math.round(result.events / seconds)} events/s), ${(result.virtualMs / 1000).toFixed(1)} s virtual`)
+    if (result.violations.length > 0) {
+      failed++
+      for (const violation of result.violations) {
+        console.log(`  VIOLATION of invariant ${violation.invariant} at ${violation.atMs} ms${violation.task !== null ? ` on ${violation.task}` : ''}: ${violation.detail}`)
+        for (const line of violation.trace) console.log(`    ${line}`)
+      }
+      console.log(`  faults: ${result.faults.join('; ') || 'none'}`)
+      console.log(`  replay: ${replayCommand(options)}`)
+    }
+  }
+  if (json !== null) {
+    const { writeFile } = await import('node:fs/promises')
+    await writeFile(json, JSON.stringify(seeds === 1 ? results[0] : results, null, 2) + '\n')
+  }
+  if (seeds > 1) console.log(`${seeds - failed} of ${seeds} seeds passed`)
+  return failed > 0 ? 1 : 0
+}
