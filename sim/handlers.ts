@@ -1,5 +1,6 @@
 // handlers.ts: workload handlers for the simulator, the benchmark and the local demo cluster
 // (`npm start` loads them with --handlers). Each is an ordinary taskmesh handler.
+import { appendFileSync } from 'node:fs'
 import type { HandlerContext } from '../src/exec/types.js'
 
 /** Does nothing: measures the scheduler, not the work. */
@@ -20,6 +21,23 @@ export async function sleep (payload: { ms?: number } | null, ctx: HandlerContex
     ctx.signal.addEventListener('abort', () => { clearTimeout(timer); reject(ctx.signal.reason) }, { once: true })
   })
   return { sleptMs: ms }
+}
+
+/**
+ * The simulator's workload (`taskmesh sim`): sleeps like `sleep`, then appends
+ * `payload.marker` and a newline to the file named by $TASKMESH_SIM_LOG, so the simulator
+ * counts how often each task's work was done. Why after the sleep: a run cut short (SIGKILL,
+ * timeout) did no work; a paused run that wakes up and finishes did. Why appendFileSync: one
+ * short O_APPEND write is atomic, so every node can append to the same file.
+ */
+export async function simwork (payload: { ms?: number, marker?: string } | null, ctx: HandlerContext): Promise<{ sleptMs: number }> {
+  const slept = await sleep(payload, ctx)
+  const log = process.env.TASKMESH_SIM_LOG
+  const marker = payload?.marker
+  if (log !== undefined && log !== '' && typeof marker === 'string' && /^[\w.-]{1,100}$/.test(marker)) {
+    appendFileSync(log, `${marker}\n`)
+  }
+  return slept
 }
 
 /** Always fails: exercises retries and the dead state. */

@@ -212,10 +212,25 @@ test('run: usage errors answer 2 and say what is wrong', async () => {
   }
 })
 
-test('run: sim is not available yet', async () => {
+test('run: sim checks its options (and its fault schedule) before it starts anything', async () => {
+  const cases: Array<[string[], string]> = [
+    [['sim', '--faults', 'kill:9@1s', '--nodes', '3'], "--faults: fault 'kill:9@1s': node 9 does not exist (nodes are numbered 1 to 3)"],
+    [['sim', '--faults', 'kill:2@5s,restart@4s'], "fault 'restart@4s': no node is down at 4s"],
+    [['sim', '--rate', 'fast'], "--rate: 'fast' is not a rate"],
+    [['sim', '--duration', 'gauss:5ms'], "--duration: unknown distribution 'gauss'"],
+    [['sim', '--nodes', '0'], '--nodes'],
+    [['sim', '--settle', 'soon'], '--settle']
+  ]
+  for (const [argv, message] of cases) {
+    const io = captureIo()
+    assert.is(await run(argv, io), 2, `${argv.join(' ')}: ${io.err}`)
+    assert.match(io.err, message)
+    assert.match(io.err, 'usage: taskmesh sim')
+  }
   const io = captureIo()
-  assert.is(await run(['sim', '--virtual'], io), 2)
-  assert.is(io.err, 'taskmesh sim is not available yet\n')
+  assert.is(await run(['help', 'sim'], io), 0)
+  assert.match(io.out, '--faults <schedule|random[:N]|none>')
+  assert.match(io.out, 'partition:A|B@T+D')
 })
 
 test('run: help, general and per command', async () => {
@@ -259,9 +274,9 @@ test('bin: usage errors exit 2 with a message', async () => {
   ran = await runBin(['list', '--colour', 'red'])
   assert.is(ran.code, 2)
   assert.match(ran.stderr, "unknown option --colour for 'taskmesh list'")
-  ran = await runBin(['sim'])
+  ran = await runBin(['sim', '--faults', 'pause:1@2s'])
   assert.is(ran.code, 2)
-  assert.match(ran.stderr, 'taskmesh sim is not available yet')
+  assert.match(ran.stderr, "fault 'pause:1@2s': a pause needs a duration")
 })
 
 test('bin: is executable', () => {

@@ -32,7 +32,7 @@ const TERMINAL_STATES = new Set(['succeeded', 'dead', 'cancelled'])
 const WAIT_ROUND_MS = 30_000
 const CLUSTER_NODES_MAX = 64
 /** Commands that own the process until a signal: main() ends the process when they return. */
-const LONG_RUNNING = new Set(['start', 'cluster'])
+const LONG_RUNNING = new Set(['start', 'cluster', 'sim'])
 
 export async function main (argv: string[]): Promise<void> {
   const code = await run(argv, processIo)
@@ -55,7 +55,7 @@ export async function run (argv: string[], io: Io = processIo): Promise<number> 
     }
     if (name === '--help' || name === '-h' || name === 'help') {
       const topic = name === 'help' ? rest[0] : undefined
-      if (topic === 'sim') return await run(['sim'], io)
+      if (topic === 'sim') return await run(['sim', '--help'], io)
       if (topic === undefined) {
         io.stdout(generalHelp() + '\n')
         return 0
@@ -65,10 +65,7 @@ export async function run (argv: string[], io: Io = processIo): Promise<number> 
       io.stdout(helpText(command.spec) + '\n')
       return 0
     }
-    if (name === 'sim') {
-      io.stderr('taskmesh sim is not available yet\n')
-      return 2
-    }
+    if (name === 'sim' && rest.includes('--virtual')) return await runVirtualSim(rest, io)
     const command = commandNamed(name)
     if (command === undefined) throw new UsageError(`unknown command '${name}'`, generalUsage())
     const args = parseArgs(rest, command.spec)
@@ -244,6 +241,44 @@ const COMMANDS: Record<string, Command> = {
       return 0
     })
   },
+  sim: {
+    spec: {
+      name: 'taskmesh sim',
+      usage: ['[--nodes 5] [--tasks 1000] [--rate 100] [--duration 200ms] [--faults SCHEDULE|random] [options]', '--virtual [options]'],
+      summary: [
+        'The local cluster simulator: starts N real nodes (child processes on loopback, each with its own',
+        'data folder), submits simwork tasks at a rate while a fault schedule kills, pauses, slows and',
+        'restarts nodes, waits for every accepted task to finish, then reports accepted, completed, lost,',
+        'duplicated, throughput, latency, failover times and load per node. Exit 1 if a task was lost.',
+        '--virtual runs the deterministic simulator instead (its own options).',
+        '',
+        'Fault schedule: comma-separated items, T counts from the start of the workload, nodes from 1:',
+        '  kill:N@T            SIGKILL node N            restart@T       start every killed node again',
+        '  restart:N@T         start node N again        pause:N@T+D     SIGSTOP node N for D',
+        '  slow:N@T+D          stop node N 50 ms of every 100 ms for D',
+        '  partition:A|B@T+D   e.g. 1|2,3,4,5: no netem here, so the smaller side is paused for D',
+        '  e.g. kill:2@5s,restart@15s,pause:1@20s+5s,partition:1|2,3,4,5@30s+10s; random or random:N',
+        '  draws N (3) faults from --seed.'
+      ].join('\n'),
+      positionals: [],
+      options: {
+        nodes: { kind: 'string', valueName: '<N>', description: 'number of nodes (default 5)' },
+        replicas: { kind: 'string', valueName: '<R>', description: 'replication factor (default 3)' },
+        capacity: { kind: 'string', valueName: '<n>', description: 'concurrent tasks per node (default: the node\'s, 8)' },
+        tasks: { kind: 'string', valueName: '<N>', description: 'tasks to have accepted (default 1000)' },
+        rate: { kind: 'string', valueName: '<per-second|unlimited>', description: 'tasks submitted per second (default 100)' },
+        duration: { kind: 'string', valueName: '<D|exp:D|uniform:D-D>', description: 'how long each task runs: fixed, exponential with mean D, or uniform (default 200ms)' },
+        faults: { kind: 'string', valueName: '<schedule|random[:N]|none>', description: 'the fault schedule (default none)' },
+        seed: { kind: 'string', valueName: '<n>', description: 'seed of the random schedule and the task durations (default: drawn, and printed)' },
+        settle: { kind: 'string', valueName: '<D>', description: 'how long, after the workload and the last fault, accepted tasks may take to finish before they count as lost (default 2m)' },
+        json: { kind: 'string', valueName: '<file>', description: 'write the report as JSON' },
+        html: { kind: 'string', valueName: '<file>', description: 'write the report as a self-contained HTML page with charts' },
+        keep: { kind: 'boolean', description: 'keep the run\'s folder (node data and logs, the execution log)' },
+        virtual: { kind: 'boolean', description: 'run the deterministic simulator (sim/virtual) instead' }
+      }
+    },
+    run: runSim
+  },
   keygen: {
     spec: { name: 'taskmesh keygen', usage: ['<file>'], summary: 'Write a new swarm key for a private network (never overwrites a file).', positionals: ['file'], options: {} },
     run: runKeygen
@@ -262,7 +297,6 @@ function generalHelp (): string {
   const lines = ['usage: taskmesh <command> [options]', '', 'commands:']
   const summaries: Array<[string, string]> = [
     ...Object.values(COMMANDS).map(command => [`${command.spec.name.replace('taskmesh ', '')} ${command.spec.usage[0] ?? ''}`.trim(), command.spec.summary.split('\n')[0]!] as [string, string]),
-    ['sim [options]', 'the local cluster simulator (not available yet)'],
     ['help [command]', 'this help, or a command\'s'],
     ['--version', 'print the version']
   ]
@@ -530,6 +564,83 @@ function sameOrigin (a: string, b: string): boolean {
     return false
   }
 }
+
+// ---------------------------------------------------------------------------------------
+// sim
+
+const SIM_TASKS_MAX = 1_000_000
+const SIM_SEED_MAX = 2 ** 32 - 1
+
+async function runSim (args: ParsedArgs, io: Io): Promise<number> {
+  const nodes = integerOption(args, 'nodes', 1, CLUSTER_NODES_MAX) ?? 5
+  const replicas = integerOption(args, 'replicas', 1, 9) ?? 3
+  const capacity = integerOption(args, 'capacity', 1, 10_000)
+  const tasks = integerOption(args, 'tasks', 1, SIM_TASKS_MAX) ?? 1000
+  const seed = integerOption(args, 'seed', 0, SIM_SEED_MAX) ?? Math.floor(Math.random() * SIM_SEED_MAX)
+  const settleMs = durationOption(args, 'settle') ?? 120_000
+  const { parseRate, parseDurationSpec, meanDurationMs } = await import('../../sim/workload.js')
+  const { resolveFaults, FaultScheduleError } = await import('../../sim/faults.js')
+  const valueOf = <T>(name: string, fallback: string, parse: (text: string) => T): T => {
+    const text = args.string(name) ?? fallback
+    try {
+      return parse(text)
+    } catch (error) {
+      throw args.error(`--${name}: ${error instanceof Error ? error.message : String(error)}`)
+    }
+  }
+  const ratePerSecond = valueOf('rate', '100', parseRate)
+  const duration = valueOf('duration', '200ms', parseDurationSpec)
+  // A random schedule spans the expected length of the workload.
+  const capacityPerNode = capacity ?? 8
+  const expectedMs = ratePerSecond === null
+    ? tasks * meanDurationMs(duration) / (nodes * capacityPerNode)
+    : tasks / ratePerSecond * 1000
+  const spanMs = Math.min(120_000, Math.max(5000, expectedMs))
+  let faults
+  try {
+    faults = resolveFaults(args.string('faults') ?? 'none', { nodes, seed, spanMs })
+  } catch (error) {
+    if (error instanceof FaultScheduleError) throw args.error(`--faults: ${error.message}`)
+    throw error
+  }
+  const { runLocal } = await import('../../sim/local.js')
+  return await runLocal({
+    nodes, replicas, tasks, ratePerSecond, duration, seed, settleMs,
+    ...(capacity === undefined ? {} : { capacity }),
+    faults: faults.faults,
+    randomFaults: faults.random,
+    ...(args.string('json') === undefined ? {} : { jsonFile: args.string('json') }),
+    ...(args.string('html') === undefined ? {} : { htmlFile: args.string('html') }),
+    keep: args.flag('keep')
+  }, {
+    stdout: io.stdout,
+    stderr: io.stderr,
+    stderrIsTty: io === processIo && process.stderr.isTTY === true,
+    ...(io === processIo && process.stderr.isTTY === true ? { columns: process.stderr.columns } : {})
+  })
+}
+
+/** `taskmesh sim --virtual ...`: the deterministic simulator, when it is built. */
+async function runVirtualSim (argv: string[], io: Io): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    io.stdout(helpText(COMMANDS.sim!.spec) + '\n')
+    return 0
+  }
+  let module: { runVirtual?: (argv: string[], io?: Io) => Promise<number | void> }
+  try {
+    module = await import(VIRTUAL_SIM_MODULE) as typeof module
+  } catch (error) {
+    if ((error as { code?: unknown }).code !== 'ERR_MODULE_NOT_FOUND') throw error
+    io.stderr('taskmesh sim --virtual: the virtual (deterministic) simulator is not available yet; run taskmesh sim without --virtual for the local one\n')
+    return 2
+  }
+  if (typeof module.runVirtual !== 'function') throw new Error('sim/virtual.js exports no runVirtual')
+  const code = await module.runVirtual(argv, io)
+  return typeof code === 'number' ? code : 0
+}
+
+/** A variable, so that TypeScript does not require the module at compile time. */
+const VIRTUAL_SIM_MODULE: string = '../../sim/virtual.js'
 
 // ---------------------------------------------------------------------------------------
 // client commands
