@@ -855,7 +855,7 @@ export class TaskmeshNode {
       ...current,
       state: 'running', epoch, attempt, owner: this.config.selfId, replicas, committed: true,
       startedAtMs: this.#nowMs, finishedAtMs: null,
-      history: [...current.history, { state: 'running', atMs: this.#nowMs, node: this.config.selfId, attempt }]
+      history: [...this.#historyBeforeRetry(current, reuseAttempt), { state: 'running', atMs: this.#nowMs, node: this.config.selfId, attempt }]
     }
     const rid = this.#nextRid++
     const claim: PendingClaim = { rid, record, replicas, needed: writeQuorum(replicas.length), acks: new Set(), nacks: new Set() }
@@ -863,6 +863,13 @@ export class TaskmeshNode {
     this.#claimRids.set(rid, record.id)
     this.#addTimer({ atMs: this.#nowMs + this.config.claimTimeoutMs, kind: 'claimDeadline', rid })
     for (const peer of replicas) this.#deliver(peer, { kind: 'claim', rid, record })
+  }
+
+  /** A claim that never reached its quorum is retried as the same attempt: replace its entry, do not add one. */
+  #historyBeforeRetry (record: TaskRecord, reuseAttempt: boolean): TaskRecord['history'] {
+    const last = record.history[record.history.length - 1]
+    if (reuseAttempt && last !== undefined && last.state === 'running' && last.node === this.config.selfId && last.attempt === record.attempt) return record.history.slice(0, -1)
+    return record.history
   }
 
   #startExecution (claim: PendingClaim): void {
