@@ -76,6 +76,7 @@ type Timer =
   | { atMs: number, kind: 'claimDeadline', rid: number }
   | { atMs: number, kind: 'writeDeadline', rid: number }
   | { atMs: number, kind: 'abortDeadline', rid: number }
+  | { atMs: number, kind: 'replicate', rid: number }
   | { atMs: number, kind: 'readDeadline', rid: number }
   | { atMs: number, kind: 'listDeadline', rid: number }
 
@@ -87,7 +88,12 @@ interface PendingSubmit {
   needed: number
   acks: Set<string>
   nacks: Set<string>
+  /** Accepted (201 answered); kept a moment longer to see every replica ack, else resend. */
+  accepted: boolean
 }
+
+/** After a submit is accepted, replicas that have not acked it by then get it again. */
+const REPLICATE_AFTER_MS = 500
 
 /** A coordinator's attempt to abort a submit that missed its quorum: itself a fenced quorum write. */
 interface PendingAbort {
@@ -391,7 +397,7 @@ export class TaskmeshNode {
       const replicas = this.replicaSetOf(id)
       const record = newRecord({ id, spec, atMs: this.#nowMs, coordinator: this.config.selfId, replicas })
       const rid = this.#nextRid++
-      this.#submits.set(rid, { requestId, index, record, replicas, needed: writeQuorum(replicas.length), acks: new Set(), nacks: new Set() })
+      this.#submits.set(rid, { requestId, index, record, replicas, needed: writeQuorum(replicas.length), acks: new Set(), nacks: new Set(), accepted: false })
       this.#submitIds.add(id)
       this.#addTimer({ atMs: this.#nowMs + this.config.submitTimeoutMs, kind: 'submitDeadline', rid })
       for (const peer of replicas) this.#deliver(peer, { kind: 'store', rid, record })
@@ -560,8 +566,16 @@ export class TaskmeshNode {
     if (submit === undefined || submit.record.id !== message.id) return
     if (message.ok) submit.acks.add(from)
     else submit.nacks.add(from)
+    if (submit.accepted) {
+      if (submit.acks.size + submit.nacks.size >= submit.replicas.length) this.#submits.delete(message.rid)
+      return
+    }
     if (submit.acks.size >= submit.needed) {
-      this.#submits.delete(message.rid)
+      // Accepted. Every replica should have it soon (the task survives R - 1 losses only then):
+      // keep watching the acks for a moment, and resend to the replicas that stay silent.
+      submit.accepted = true
+      if (submit.acks.size + submit.nacks.size >= submit.replicas.length) this.#submits.delete(message.rid)
+      else this.#addTimer({ atMs: this.#nowMs + REPLICATE_AFTER_MS, kind: 'replicate', rid: message.rid })
       this.#submitIds.delete(submit.record.id)
       this.#stats.submitsAccepted++
       this.#remember(submit.record.id, true)
@@ -1129,9 +1143,18 @@ export class TaskmeshNode {
           this.#dueTimers.delete(`${timer.id}@${timer.atMs}`)
           this.#onDue(timer.id)
           break
+        case 'replicate': {
+          const submit = this.#submits.get(timer.rid)
+          this.#submits.delete(timer.rid)
+          const record = submit === undefined ? undefined : this.#entries.get(submit.record.id)?.record ?? { ...submit.record, committed: true }
+          if (submit !== undefined && record !== undefined) {
+            for (const peer of submit.replicas) if (!submit.acks.has(peer) && !submit.nacks.has(peer)) this.#deliver(peer, { kind: 'store', rid: 0, record })
+          }
+          break
+        }
         case 'submitDeadline': {
           const submit = this.#submits.get(timer.rid)
-          if (submit !== undefined) this.#failSubmit(timer.rid, submit, `timed out after ${this.config.submitTimeoutMs}ms`)
+          if (submit !== undefined && !submit.accepted) this.#failSubmit(timer.rid, submit, `timed out after ${this.config.submitTimeoutMs}ms`)
           break
         }
         case 'claimDeadline': {
