@@ -8,7 +8,14 @@ import { TestCluster, executionsByMarker, percentile } from './support.js'
 
 let cluster: TestCluster
 
-test.before(async () => { cluster = await TestCluster.start(5) })
+test.before(async () => {
+  try {
+    cluster = await TestCluster.start(5)
+  } catch (error) {
+    console.error('cluster did not start:', error) // uvu does not print errors from hooks
+    throw error
+  }
+})
 test.after(async () => { await cluster?.stop() })
 
 test('SIGKILL two of five nodes mid-run: nothing lost, failover in seconds', async () => {

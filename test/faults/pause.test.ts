@@ -7,7 +7,14 @@ import { TestCluster } from './support.js'
 
 let cluster: TestCluster
 
-test.before(async () => { cluster = await TestCluster.start(3) })
+test.before(async () => {
+  try {
+    cluster = await TestCluster.start(3)
+  } catch (error) {
+    console.error('cluster did not start:', error) // uvu does not print errors from hooks
+    throw error
+  }
+})
 test.after(async () => { await cluster?.stop() })
 
 test('a paused owner is taken over and its late result refused', async () => {

@@ -8,7 +8,14 @@ import { TestCluster, executionsByMarker } from './support.js'
 
 let cluster: TestCluster
 
-test.before(async () => { cluster = await TestCluster.start(3) })
+test.before(async () => {
+  try {
+    cluster = await TestCluster.start(3)
+  } catch (error) {
+    console.error('cluster did not start:', error) // uvu does not print errors from hooks
+    throw error
+  }
+})
 test.after(async () => { await cluster?.stop() })
 
 test('rolling restart with drain under load: 0 lost, 0 duplicates', async () => {
