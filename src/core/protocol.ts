@@ -4,7 +4,8 @@ import type { ExecuteOrder, ExecutionOutcome } from '../exec/types.js'
 import type { ClusterView, Heartbeat, ListPage, ListQuery, StoredEntry, SubmitOutcome, TaskRecord, TaskSpec, TaskState } from './types.js'
 
 /** The wire protocol version carried in heartbeats. */
-export const PROTOCOL_VERSION = 1
+// 2: records travel and are stored as fixed-order packed arrays (src/net/wire.ts).
+export const PROTOCOL_VERSION = 2
 
 /** Peer-to-peer messages (src/net/wire.ts validates them at the edge). */
 export type PeerMessage =
