@@ -4,8 +4,7 @@ import type { ExecuteOrder, ExecutionOutcome } from '../exec/types.js'
 import type { ClusterView, Heartbeat, ListPage, ListQuery, StoredEntry, SubmitOutcome, TaskRecord, TaskSpec, TaskState } from './types.js'
 
 /** The wire protocol version carried in heartbeats. */
-// 2: records travel and are stored as fixed-order packed arrays (src/net/wire.ts).
-export const PROTOCOL_VERSION = 2
+export const PROTOCOL_VERSION = 1
 
 /** Peer-to-peer messages (src/net/wire.ts validates them at the edge). */
 export type PeerMessage =

@@ -40,11 +40,6 @@ export interface PeerNetOptions {
   topics: string[]
   /** Largest frame sent or accepted. A bigger inbound frame is dropped and its stream aborted. */
   frameBytesMax: number
-  /**
-   * Encodes one message for send(); default msgpack. The frame is a msgpack array of these,
-   * so the result must be one msgpack value.
-   */
-  encode?: (message: unknown) => Uint8Array
   /** One decoded frame: an array of msgpack-decoded values. The caller validates each. */
   onMessages: (from: string, messages: unknown[]) => void
   onGossip: (topic: string, from: string, value: unknown) => void
@@ -141,7 +136,6 @@ export class PeerNet {
   readonly #dialTimeoutMs: number
   readonly #queuedBytesMax: number
   readonly #queuedMessagesMax: number
-  readonly #encode: (message: unknown) => Uint8Array
   readonly #topics: Set<string>
   readonly #bootstrap: BootstrapEntry[]
   readonly #outboxes = new Map<string, Outbox>()
@@ -224,7 +218,6 @@ export class PeerNet {
     this.#dialTimeoutMs = options.dialTimeoutMs ?? DIAL_TIMEOUT_MS_DEFAULT
     this.#queuedBytesMax = options.queuedBytesMax ?? QUEUED_BYTES_MAX_DEFAULT
     this.#queuedMessagesMax = options.queuedMessagesMax ?? QUEUED_MESSAGES_MAX_DEFAULT
-    this.#encode = options.encode ?? pack
     this.#topics = new Set(options.topics)
     this.#bootstrap = bootstrap
   }
@@ -388,7 +381,7 @@ export class PeerNet {
   #enqueue (outbox: Outbox, message: unknown): void {
     let bytes: Uint8Array
     try {
-      bytes = this.#encode(message)
+      bytes = pack(message)
     } catch (err) {
       this.#stats.dropped++
       this.#log.warn('net.send.unencodable', { peer: outbox.peer.toString(), error: err })

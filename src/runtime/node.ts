@@ -5,7 +5,7 @@ import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { TaskmeshNode } from '../core/node.js'
 import type { CoreConfig } from '../core/node.js'
-import type { PeerMessage, ReplyValue, TaskEventData } from '../core/protocol.js'
+import type { ReplyValue, TaskEventData } from '../core/protocol.js'
 import { TERMINAL_STATES } from '../core/types.js'
 import type { ListQuery, SubmitOutcome, TaskRecord, TaskSpec } from '../core/types.js'
 import { Executors } from '../exec/executors.js'
@@ -13,7 +13,7 @@ import { startHttpApi } from '../api/http.js'
 import type { NodeApi, TaskEvent } from '../api/node-api.js'
 import { loadOrCreatePrivateKey } from '../net/identity.js'
 import { PeerNet } from '../net/peer-net.js'
-import { encodeEvents, encodePeerMessage, validateEvents, validateHeartbeat, validatePeerMessage } from '../net/wire.js'
+import { validateEvents, validateHeartbeat, validatePeerMessage } from '../net/wire.js'
 import { Store } from '../store/store.js'
 import { Driver } from './driver.js'
 import { createLogger } from './log.js'
@@ -249,7 +249,6 @@ export async function startNode (options: NodeOptions): Promise<RunningNode> {
       swarmKey: options.swarmKey,
       topics: [HEARTBEAT_TOPIC, EVENTS_TOPIC],
       frameBytesMax: DEFAULTS.frameBytesMax,
-      encode: message => encodePeerMessage(message as PeerMessage),
       log,
       onMessages: (from, messages) => whenReady(() => {
         for (const value of messages) {
@@ -317,7 +316,7 @@ export async function startNode (options: NodeOptions): Promise<RunningNode> {
       types: executors.types()
     }
     const core = new TaskmeshNode(config, Date.now())
-    const gossip = new EventGossip(events => net.publish(EVENTS_TOPIC, encodeEvents(events)), log)
+    const gossip = new EventGossip(events => net.publish(EVENTS_TOPIC, events), log)
     cleanups.push(async () => gossip.stop())
     driver = new Driver(core, {
       persist: async batch => await store.write(batch),
