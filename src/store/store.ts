@@ -49,12 +49,17 @@ export class Store {
 
   /** Write all entries in one batch, synced to disk before the promise resolves. */
   async write (entries: Iterable<StoredEntry>): Promise<void> {
-    const operations: Array<{ type: 'put', key: string, value: Uint8Array }> = []
-    for (const entry of entries) operations.push({ type: 'put', key: RECORD_PREFIX + entry.record.id, value: encodeEntry(entry) })
-    if (operations.length === 0) return
-    await this.#db.batch(operations, { sync: true } as any)
+    // A chained batch, not db.batch(array): abstract-level clones and re-validates every
+    // operation object of an array batch, about 9 µs of CPU per put; a chained put hands key
+    // and value straight to the binding (about 2.5 µs). Same atomicity: nothing is written
+    // before write().
+    const batch = this.#db.batch()
+    for (const entry of entries) batch.put(RECORD_PREFIX + entry.record.id, encodeEntry(entry))
+    const count = batch.length
+    if (count === 0) return await batch.close()
+    await batch.write({ sync: true } as any)
     this.stats.batches++
-    this.stats.entriesWritten += operations.length
+    this.stats.entriesWritten += count
   }
 
   async close (): Promise<void> {
