@@ -1242,6 +1242,9 @@ export class TaskmeshNode {
       types: this.config.types,
       leaving: this.#leaving,
       left: this.#left,
+      // Who we know, so that peers that only reach each other through us connect directly.
+      peers: this.#membership?.aliveMembers().filter(peer => peer !== this.config.selfId).slice(0, 64)
+        .map(peer => this.#membership.members.get(peer)?.heartbeat?.addrs[0]).filter((addr): addr is string => addr !== undefined) ?? [],
       sequence: this.#nowMs
     }
   }

@@ -105,6 +105,8 @@ export interface Heartbeat {
   leaving: boolean
   /** Gone for good: its ranges were handed off; remove it from the ring now. */
   left: boolean
+  /** A dialable address of every other live member the sender knows (member gossip). */
+  peers: string[]
   sequence: number
 }
 

@@ -228,6 +228,7 @@ export function validateHeartbeat (value: unknown, from: string): Validated<Hear
       types: strings(o.types, 'heartbeat.types', WIRE_LIMITS.types, WIRE_LIMITS.typeLength),
       leaving: boolean(o.leaving, 'heartbeat.leaving'),
       left: boolean(o.left, 'heartbeat.left'),
+      peers: o.peers === undefined ? [] : strings(o.peers, 'heartbeat.peers', 64, WIRE_LIMITS.addrLength),
       sequence: finite(o.sequence, 'heartbeat.sequence')
     }
     if (heartbeat.peerId !== from) throw new WireError('heartbeat.peerId: does not match the signing peer')

@@ -239,6 +239,7 @@ export async function startNode (options: NodeOptions): Promise<RunningNode> {
       }
     }
     let driver: Driver | null = null
+    const dialing = new Set<string>()
     const early: Array<() => void> = []
     const whenReady = (fn: () => void): void => { if (driver !== null) fn(); else early.push(fn) }
 
@@ -269,6 +270,17 @@ export async function startNode (options: NodeOptions): Promise<RunningNode> {
           }
           net.addAddresses(from, heartbeat.value.addrs)
           driver!.push({ kind: 'HeartbeatReceived', atMs: Date.now(), heartbeat: heartbeat.value })
+          // Member gossip: connect to members we only hear about, so that every heartbeat
+          // reaches every node directly (gossipsub relays only along its mesh).
+          const connected = new Set(net.connectedPeers())
+          for (const addr of heartbeat.value.peers) {
+            const peer = addr.split('/p2p/')[1]
+            if (peer === undefined || peer === net.peerId || connected.has(peer) || dialing.has(peer)) continue
+            dialing.add(peer)
+            setTimeout(() => dialing.delete(peer), 5000).unref()
+            net.addAddresses(peer, [addr])
+            net.send(peer, [{ kind: 'want', ids: [] }]) // opens a connection; a no-op for the core
+          }
         } else if (topic === EVENTS_TOPIC) {
           const events = validateEvents(value)
           if (events.ok) notify(events.value)
