@@ -1,5 +1,5 @@
-// prng.ts: a small seeded PRNG (mulberry32) for the local simulator: one seed draws the random
-// fault schedule and the task durations, so a run can be repeated with the same inputs.
+// prng.ts: a small seeded PRNG (mulberry32) for both simulators and the property tests: one
+// seed draws a whole run (faults, durations, network), so it can be repeated exactly.
 // Why not Math.random: a schedule worth keeping must be reproducible from the printed seed.
 
 /** Numbers in [0, 1), the same sequence for the same seed. */

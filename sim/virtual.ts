@@ -11,6 +11,7 @@ import type { Effect, Input } from '../src/core/protocol.js'
 import { canonicalText, isTerminal, merge } from '../src/core/record.js'
 import type { StoredEntry, TaskRecord, TaskSpec } from '../src/core/types.js'
 import { checkQueue, checkReplicas } from './checkers.js'
+import { prng } from './prng.js'
 import type { QueueReport, ReplicaReport } from './checkers.js'
 
 export interface VirtualOptions {
@@ -72,18 +73,6 @@ interface SimNode {
 const HEARTBEAT_MS = 500
 const TICK_MS = 250
 const TRACE_MAX = 12
-
-/** mulberry32: small, fast, good enough for drawing a simulation. */
-function prng (seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6D2B79F5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 export function simulate (options: VirtualOptions): VirtualResult {
   const random = prng(options.seed)
