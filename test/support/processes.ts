@@ -72,6 +72,12 @@ export async function until<T> (what: string, probe: () => Promise<T | undefined
 
 /** Every node is healthy and sees `count` alive members. */
 export async function untilFormed (nodes: NodeProcess[], count = nodes.length, timeoutMs = 30_000): Promise<void> {
+  const describe = async (): Promise<string> => (await Promise.all(nodes.map(async node => {
+    try {
+      const view = await node.client.cluster()
+      return `${node.peerId.slice(-6)} healthy=${String(await node.client.health())} sees ${view.members.map(member => `${member.peerId.slice(-6)}:${member.state}`).join(',')}`
+    } catch (error) { return `${node.peerId.slice(-6)}: ${String(error)}` }
+  }))).join('; ')
   await until(`a cluster of ${count}`, async () => {
     for (const node of nodes) {
       if (!(await node.client.health())) return false
@@ -79,7 +85,7 @@ export async function untilFormed (nodes: NodeProcess[], count = nodes.length, t
       if (view.members.filter(member => member.state === 'alive').length !== count) return false
     }
     return true
-  }, timeoutMs)
+  }, timeoutMs).catch(async (error: Error) => { throw new Error(`${error.message}: ${await describe()}`) })
 }
 
 /** A raw HTTP request (for bad-input tests the client would refuse to send). */
