@@ -2,6 +2,7 @@
 // with its own data folder, that can be killed (SIGKILL), paused (SIGSTOP/SIGCONT) and started
 // again from their data folder. Why not cli/cluster.ts's launchCluster: it has no restart, and a
 // restarted node takes a new API port, so the simulator keeps the processes itself.
+import { checkNode } from '../src/cli/cluster.js'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createWriteStream, type WriteStream } from 'node:fs'
 import { mkdir } from 'node:fs/promises'
@@ -13,7 +14,6 @@ import { writeSwarmKeyFile } from '../src/net/swarm-key.js'
 
 const READY_PREFIX = 'taskmesh ready '
 const POLL_INTERVAL_MS = 200
-const POLL_REQUEST_TIMEOUT_MS = 2000
 const OUTPUT_TAIL_LINES_MAX = 20
 const DEFAULT_BIN = fileURLToPath(new URL('../../bin/taskmesh', import.meta.url))
 /**
@@ -294,22 +294,7 @@ async function until (deadlineMs: number, signal: AbortSignal | undefined, probe
 
 /** null when the node answers /healthz with 200 (and, given `members`, sees that many alive); else why not. */
 async function healthy (node: LocalNode, members?: number): Promise<string | null> {
-  try {
-    const health = await fetch(new URL('/healthz', node.api), { signal: AbortSignal.timeout(POLL_REQUEST_TIMEOUT_MS) })
-    await health.arrayBuffer()
-    if (health.status !== 200) return `/healthz answered ${health.status}`
-    if (members === undefined) return null
-    const answer = await fetch(new URL('/v1/cluster', node.api), { signal: AbortSignal.timeout(POLL_REQUEST_TIMEOUT_MS) })
-    if (answer.status !== 200) {
-      await answer.arrayBuffer()
-      return `/v1/cluster answered ${answer.status}`
-    }
-    const view = await answer.json() as { members?: Array<{ state?: unknown }> }
-    const alive = (view.members ?? []).filter(member => member.state === 'alive').length
-    return alive >= members ? null : `sees ${alive} of ${members} members alive`
-  } catch (error) {
-    return `no answer (${error instanceof Error ? error.message : String(error)})`
-  }
+  return await checkNode(node, members)
 }
 
 function parseReady (json: string): Ready | null {

@@ -316,11 +316,13 @@ async function waitHealthy (nodes: ClusterNode[], progress: { detail: string }, 
   }
 }
 
-async function checkNode (node: ClusterNode, expected: number): Promise<string | null> {
+/** null when the node answers /healthz with 200 (and, given `expected`, sees that many members alive); else why not. */
+export async function checkNode (node: { api: string }, expected?: number): Promise<string | null> {
   try {
     const health = await fetch(new URL('/healthz', node.api), { signal: AbortSignal.timeout(POLL_REQUEST_TIMEOUT_MS) })
     await health.arrayBuffer()
     if (health.status !== 200) return `/healthz answered ${health.status}`
+    if (expected === undefined) return null
     const answer = await fetch(new URL('/v1/cluster', node.api), { signal: AbortSignal.timeout(POLL_REQUEST_TIMEOUT_MS) })
     if (answer.status !== 200) {
       await answer.arrayBuffer()

@@ -4,31 +4,21 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { join } from 'node:path'
 import { until } from '../support/processes.js'
-import { TestCluster, executionsByMarker, percentile } from './support.js'
+import { useCluster, executionsByMarker, percentile } from './support.js'
 
-let cluster: TestCluster
-
-test.before(async () => {
-  try {
-    cluster = await TestCluster.start(5)
-  } catch (error) {
-    console.error('cluster did not start:', error) // uvu does not print errors from hooks
-    throw error
-  }
-})
-test.after(async () => { await cluster?.stop() })
+const cluster = useCluster(test, 5)
 
 test('SIGKILL two of five nodes mid-run: nothing lost, failover in seconds', async () => {
-  const log = join(cluster.dir, 'executions.log')
+  const log = join(cluster().dir, 'executions.log')
   const bodies = Array.from({ length: 1000 }, (_, i) => ({ type: 'shell', payload: { cmd: `echo m${i} >> '${log}'; sleep 0.2` } }))
-  const accepted = await cluster.submit(bodies, 100)
+  const accepted = await cluster().submit(bodies, 100)
   assert.is(accepted.length, 1000, 'all accepted')
 
   // Mid-run: kill a node that is running tasks right now, and one more.
   const victims = await until('a node running tasks', async () => {
-    for (const node of cluster.nodes) {
+    for (const node of cluster().nodes) {
       const running = Number(/taskmesh_tasks_running (\d+)/.exec(await node.client.metrics())?.[1] ?? 0)
-      if (running > 0) return [node, cluster.nodes.find(other => other !== node)!]
+      if (running > 0) return [node, cluster().nodes.find(other => other !== node)!]
     }
     return undefined
   }, 30_000, 50)
@@ -37,7 +27,7 @@ test('SIGKILL two of five nodes mid-run: nothing lost, failover in seconds', asy
   await Promise.all(victims.map(async victim => await victim.exited))
   const victimIds = new Set(victims.map(victim => victim.peerId))
 
-  const final = await cluster.settle(accepted.map(record => record.id), 180_000)
+  const final = await cluster().settle(accepted.map(record => record.id), 180_000)
   const lost = accepted.filter(record => final.get(record.id)?.state !== 'succeeded')
   const counts = await executionsByMarker(log)
   const markers = Array.from({ length: 1000 }, (_, i) => `m${i}`)

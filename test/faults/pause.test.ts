@@ -3,33 +3,23 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { until } from '../support/processes.js'
-import { TestCluster } from './support.js'
+import { useCluster } from './support.js'
 
-let cluster: TestCluster
-
-test.before(async () => {
-  try {
-    cluster = await TestCluster.start(3)
-  } catch (error) {
-    console.error('cluster did not start:', error) // uvu does not print errors from hooks
-    throw error
-  }
-})
-test.after(async () => { await cluster?.stop() })
+const cluster = useCluster(test, 3)
 
 test('a paused owner is taken over and its late result refused', async () => {
-  const [task] = await cluster.submit([{ type: 'sleep', payload: { ms: 5000 } }])
+  const [task] = await cluster().submit([{ type: 'sleep', payload: { ms: 5000 } }])
   const running = await until('the task to run', async () => {
-    const record = await cluster.read(task!.id)
+    const record = await cluster().read(task!.id)
     return record?.state === 'running' ? record : undefined
   }, 30_000, 50)
-  const owner = cluster.nodes.find(node => node.peerId === running.owner)!
+  const owner = cluster().nodes.find(node => node.peerId === running.owner)!
   owner.process.kill('SIGSTOP')
   const pausedAtMs = Date.now()
   let takenOver
   try {
     takenOver = await until('a takeover by another node', async () => {
-      for (const node of cluster.nodes.filter(other => other !== owner)) {
+      for (const node of cluster().nodes.filter(other => other !== owner)) {
         const record = await node.client.get(task!.id)
         if (record.state === 'running' && record.owner !== owner.peerId) return record
       }
@@ -45,10 +35,10 @@ test('a paused owner is taken over and its late result refused', async () => {
     const refused = Number(/taskmesh_stale_results_refused_total (\d+)/.exec(await owner.client.metrics())?.[1] ?? 0)
     return refused >= 1
   }, 30_000, 200)
-  const [final] = (await cluster.settle([task!.id], 30_000)).values()
+  const [final] = (await cluster().settle([task!.id], 30_000)).values()
   assert.is(final!.state, 'succeeded')
   assert.is(final!.epoch, takenOver.epoch, 'the outcome is the newer claim\'s')
-  for (const node of cluster.nodes) {
+  for (const node of cluster().nodes) {
     const view = await until('every node to agree', async () => {
       const record = await node.client.get(task!.id)
       return record.state === 'succeeded' ? record : undefined

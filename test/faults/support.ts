@@ -8,6 +8,24 @@ import type { NodeProcess } from '../support/processes.js'
 
 export const TERMINAL = new Set(['succeeded', 'dead', 'cancelled'])
 
+/**
+ * Register a suite's hooks: a cluster of `size` started before its tests and stopped after.
+ * Returns a getter (the cluster exists only once the hook ran).
+ */
+export function useCluster (suite: { before: (fn: () => Promise<void>) => void, after: (fn: () => Promise<void>) => void }, size: number): () => TestCluster {
+  let cluster: TestCluster | undefined
+  suite.before(async () => {
+    try {
+      cluster = await TestCluster.start(size)
+    } catch (error) {
+      console.error('cluster did not start:', error) // uvu does not print errors from hooks
+      throw error
+    }
+  })
+  suite.after(async () => { await cluster?.stop() })
+  return () => cluster!
+}
+
 export class TestCluster {
   readonly dir: string
   nodes: NodeProcess[] = []
