@@ -45,6 +45,10 @@ export interface CoreConfig {
   addrs: string[]
   /** Task types this node can execute. */
   types: string[]
+  /** Most concurrent runs per task type on this node (`--limit type=N`); absent = capacity. */
+  typeLimits?: Record<string, number>
+  /** Terminal tasks are removed from every replica this long after they finished; default 7 days. */
+  retentionMs?: number
   virtualPositions?: number
 }
 

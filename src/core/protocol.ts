@@ -1,7 +1,7 @@
 // protocol.ts: the messages peers exchange, and the inputs and effects of the core.
 // Inputs are past-tense facts; effects are imperative orders (style.md).
 import type { ExecuteOrder, ExecutionOutcome } from '../exec/types.js'
-import type { ClusterView, Heartbeat, ListPage, ListQuery, StoredEntry, SubmitOutcome, TaskRecord, TaskSpec, TaskState } from './types.js'
+import type { ClusterView, CommandOutcome, Heartbeat, ListPage, ListQuery, StoredEntry, SubmitOutcome, TaskCommand, TaskRecord, TaskSpec, TaskState } from './types.js'
 
 /** The wire protocol version carried in heartbeats. */
 export const PROTOCOL_VERSION = 1
@@ -47,6 +47,10 @@ export type Input =
   | { kind: 'HeartbeatReceived', atMs: number, heartbeat: Heartbeat }
   | { kind: 'PeerDisconnected', atMs: number, peerId: string }
   | { kind: 'ExecutionFinished', atMs: number, taskId: string, epoch: number, outcome: ExecutionOutcome, durationMs: number }
+  /** cancel / retry a task, pause / resume a schedule (cancel of a schedule deletes it). */
+  | { kind: 'CommandRequested', atMs: number, requestId: number, id: string, command: TaskCommand }
+  /** A running handler reported progress. */
+  | { kind: 'ProgressReported', atMs: number, taskId: string, epoch: number, progress: number }
   /** Drain: stop taking work; running tasks finish. */
   | { kind: 'LeaveRequested', atMs: number }
   /** Running tasks are done (or the grace period is over): hand off the ranges and leave. */
@@ -54,8 +58,10 @@ export type Input =
 
 export type ReplyValue =
   | { kind: 'submit', outcomes: SubmitOutcome[] }
-  | { kind: 'read', record: TaskRecord | null }
+  /** `waiting`: why a non-terminal task is not running yet (no node can run its type, parents pending), or null. */
+  | { kind: 'read', record: TaskRecord | null, waiting: string | null }
   | { kind: 'list', page: ListPage }
+  | { kind: 'command', outcome: CommandOutcome }
 
 export type Effect =
   | { kind: 'Persist', entry: StoredEntry }
@@ -63,6 +69,10 @@ export type Effect =
   | { kind: 'PublishHeartbeat', heartbeat: Heartbeat }
   | { kind: 'Announce', events: TaskEventData[] }
   | { kind: 'Execute', order: ExecuteOrder }
+  /** Stop this execution now (the task was cancelled): abort its signal, kill its process group. */
+  | { kind: 'Abort', taskId: string, epoch: number, reason: string }
+  /** Remove a record from the store (its retention period is over). */
+  | { kind: 'Forget', id: string }
   | { kind: 'Reply', requestId: number, value: ReplyValue }
   | { kind: 'WakeAt', atMs: number }
   | { kind: 'Log', level: 'debug' | 'info' | 'warn' | 'error', event: string, fields: Record<string, unknown> }

@@ -31,6 +31,36 @@ export interface TaskSpec {
   timeoutMs: number | null
   idempotencyKey: string | null
   dependsOn: string[]
+  /** Set for a schedule (cron or every): the record is the schedule, its occurrences are tasks. */
+  schedule: ScheduleSpec | null
+}
+
+export type CatchUpPolicy = 'all' | 'latest'
+export type OverlapPolicy = 'allow' | 'forbid'
+
+/** What a schedule fires: a cron expression (5 or 6 fields, in a time zone) or a fixed interval. */
+export interface ScheduleSpec {
+  cron: string | null
+  /** IANA time zone of the cron expression; null = UTC. */
+  timezone: string | null
+  everyMs: number | null
+  /** After an outage: fire every missed tick (`all`) or only the latest (`latest`). */
+  catchUp: CatchUpPolicy
+  /** `forbid`: skip a tick while the previous occurrence has not finished. */
+  overlap: OverlapPolicy
+}
+
+/** A schedule's replicated state, kept in its record. */
+export interface ScheduleState extends ScheduleSpec {
+  paused: boolean
+  /** Every tick at or before this time (ms) has been fired (or skipped); 0 before the first. */
+  firedUpToMs: number
+  /** The last occurrence created, or null. */
+  lastOccurrence: string | null
+  fired: number
+  skipped: number
+  /** Bumped by pause and resume (user changes win over watermark advances of the same revision). */
+  revision: number
 }
 
 export interface HistoryEntry {
@@ -75,6 +105,14 @@ export interface TaskRecord {
   idempotencyKey: string | null
   dependsOn: string[]
   scheduleId: string | null
+  /** Non-null on a schedule's own record. */
+  schedule: ScheduleState | null
+  /** Bumped by a manual retry of a dead (or cancelled) task: a new life that outranks the old end. */
+  generation: number
+  /** Attempts made before the current generation (maxAttempts counts from here). */
+  retryBase: number
+  /** Last progress reported by the handler (any number, e.g. percent), or null. */
+  progress: number | null
   history: HistoryEntry[]
 }
 
@@ -135,6 +173,7 @@ export type ErrorCode =
   | 'invalid_input'
   | 'unauthorized'
   | 'not_found'
+  | 'conflict'
   | 'too_large'
   | 'rate_limited'
   | 'no_quorum'
@@ -150,6 +189,13 @@ export interface Rejection {
 /** One item of a submit reply: the record accepted (or already existing), or why not. */
 export type SubmitOutcome =
   | { ok: true, created: boolean, record: TaskRecord }
+  | { ok: false, error: Rejection }
+
+/** A change to an existing task or schedule, asked for by a client. */
+export type TaskCommand = 'cancel' | 'retry' | 'pause' | 'resume'
+
+export type CommandOutcome =
+  | { ok: true, record: TaskRecord }
   | { ok: false, error: Rejection }
 
 export interface ListQuery {
