@@ -171,7 +171,10 @@ export function simulate (options: VirtualOptions): VirtualResult {
     core.step(input)
     const effects = core.drain()
     // The runtime's contract: every Persist of a step is durable before its sends go out.
-    for (const effect of effects) if (effect.kind === 'Persist') persist(node, effect.entry)
+    for (const effect of effects) {
+      if (effect.kind === 'Persist') persist(node, effect.entry)
+      else if (effect.kind === 'Forget') node.disk.delete(effect.id) // retention, same batch
+    }
     for (const effect of effects) apply(node, effect)
   }
 
@@ -223,6 +226,9 @@ export function simulate (options: VirtualOptions): VirtualResult {
         return
       case 'Announce':
       case 'Log':
+      // Abort: the simulated run still finishes later; the core refuses that stale result.
+      case 'Abort':
+      case 'Forget':
         return
     }
   }
@@ -237,7 +243,7 @@ export function simulate (options: VirtualOptions): VirtualResult {
   for (const node of nodes) start(node, 0)
   const specOf = (): TaskSpec => ({
     type: 'work', payload: null, priority: Math.floor(random() * 3), runAtMs: null, delayMs: random() < 0.1 ? Math.floor(random() * 2000) : null,
-    maxAttempts: 3, backoff: { kind: 'fixed', delayMs: 100, delayMsMax: 100 }, timeoutMs: null, idempotencyKey: null, dependsOn: []
+    maxAttempts: 3, backoff: { kind: 'fixed', delayMs: 100, delayMsMax: 100 }, timeoutMs: null, idempotencyKey: null, dependsOn: [], schedule: null
   })
   // Load: submits spread over phase 1, after the cluster has formed.
   const loadStartMs = 3000

@@ -3,7 +3,7 @@
 // not fit is refused with a reason, never thrown past this file. Objects are rebuilt field by
 // field, so unknown keys (including __proto__) never reach the core.
 import type { PeerMessage, TaskEventData } from '../core/protocol.js'
-import type { Backoff, Heartbeat, HistoryEntry, ListQuery, StoredEntry, StoredState, TaskRecord, TaskState } from '../core/types.js'
+import type { Backoff, Heartbeat, HistoryEntry, ListQuery, ScheduleState, StoredEntry, StoredState, TaskRecord, TaskState } from '../core/types.js'
 
 export const WIRE_LIMITS = {
   idLength: 200,
@@ -18,11 +18,15 @@ export const WIRE_LIMITS = {
   addrs: 32,
   addrLength: 512,
   types: 512,
-  events: 100_000
+  events: 100_000,
+  cronLength: 256,
+  timezoneLength: 64
 } as const
 
 const TASK_STATES: ReadonlySet<string> = new Set(['pending', 'queued', 'running', 'retrying', 'succeeded', 'dead', 'cancelled'])
 const STORED_STATES: ReadonlySet<string> = new Set([...TASK_STATES, 'aborted'])
+const CATCH_UP_POLICIES: ReadonlySet<string> = new Set(['all', 'latest'])
+const OVERLAP_POLICIES: ReadonlySet<string> = new Set(['allow', 'forbid'])
 
 class WireError extends Error {
   override name = 'WireError'
@@ -122,6 +126,30 @@ function readHistoryEntry (value: unknown, path: string): HistoryEntry {
   return entry
 }
 
+function readSchedule (value: unknown, path: string): ScheduleState | null {
+  if (value === null || value === undefined) return null
+  const o = object(value, path)
+  const schedule: ScheduleState = {
+    cron: nullableString(o.cron, `${path}.cron`, WIRE_LIMITS.cronLength),
+    timezone: nullableString(o.timezone, `${path}.timezone`, WIRE_LIMITS.timezoneLength),
+    everyMs: o.everyMs === null || o.everyMs === undefined ? null : integer(o.everyMs, `${path}.everyMs`, 1, Number.MAX_SAFE_INTEGER),
+    catchUp: oneOf<'all' | 'latest'>(o.catchUp, `${path}.catchUp`, CATCH_UP_POLICIES),
+    overlap: oneOf<'allow' | 'forbid'>(o.overlap, `${path}.overlap`, OVERLAP_POLICIES),
+    paused: boolean(o.paused, `${path}.paused`),
+    firedUpToMs: finite(o.firedUpToMs, `${path}.firedUpToMs`, 0),
+    lastOccurrence: nullableString(o.lastOccurrence, `${path}.lastOccurrence`, WIRE_LIMITS.idLength),
+    fired: integer(o.fired, `${path}.fired`, 0, Number.MAX_SAFE_INTEGER),
+    skipped: integer(o.skipped, `${path}.skipped`, 0, Number.MAX_SAFE_INTEGER),
+    revision: integer(o.revision, `${path}.revision`, 0, Number.MAX_SAFE_INTEGER)
+  }
+  if ((schedule.cron === null) === (schedule.everyMs === null)) throw new WireError(`${path}: expected exactly one of cron and everyMs`)
+  return schedule
+}
+
+/**
+ * Fields added after records were first written (schedule, generation, retryBase, progress)
+ * read as their neutral value when absent, so a store written by an older version loads.
+ */
 export function readRecord (value: unknown, path = 'record'): TaskRecord {
   const o = object(value, path)
   return {
@@ -148,6 +176,10 @@ export function readRecord (value: unknown, path = 'record'): TaskRecord {
     idempotencyKey: nullableString(o.idempotencyKey, `${path}.idempotencyKey`, 256),
     dependsOn: strings(o.dependsOn, `${path}.dependsOn`, WIRE_LIMITS.dependsOn, WIRE_LIMITS.idLength),
     scheduleId: nullableString(o.scheduleId, `${path}.scheduleId`, WIRE_LIMITS.idLength),
+    schedule: readSchedule(o.schedule, `${path}.schedule`),
+    generation: o.generation === undefined ? 0 : integer(o.generation, `${path}.generation`, 0, 1_000_000),
+    retryBase: o.retryBase === undefined ? 0 : integer(o.retryBase, `${path}.retryBase`, 0, 1_000_000),
+    progress: nullableFinite(o.progress, `${path}.progress`),
     history: array(o.history, `${path}.history`, WIRE_LIMITS.history).map((item, i) => readHistoryEntry(item, `${path}.history[${i}]`))
   }
 }

@@ -1,6 +1,7 @@
 // driver.ts: the loop that runs a core node (inbox → step → effects → apply).
-// One tick steps every waiting input, then writes all Persist effects as ONE synced level
-// batch, and only then performs the sends, replies and executions that depend on them.
+// One tick steps every waiting input, then writes all Persist (and Forget) effects as ONE
+// synced level batch, and only then performs the sends, replies and executions that depend
+// on them.
 // Inputs that arrive while a batch is being written wait for the next tick: group commit.
 import type { TaskmeshNode } from '../core/node.js'
 import type { Effect, Input, PeerMessage, ReplyValue, TaskEventData } from '../core/protocol.js'
@@ -10,7 +11,8 @@ import type { Logger } from './log.js'
 
 /** What the driver needs from the outside world: the adapters, as narrow as possible. */
 export interface DriverPorts {
-  persist (entries: Iterable<StoredEntry>): Promise<void>
+  /** One synced batch: put every entry, delete every forgotten id. */
+  persist (entries: Iterable<StoredEntry>, forgotten: Iterable<string>): Promise<void>
   send (peerId: string, messages: PeerMessage[]): void
   publishHeartbeat (heartbeat: unknown): void
   announce (events: TaskEventData[]): void
@@ -23,7 +25,15 @@ export interface DriverStats {
   inputs: number
   persistBatches: number
   persisted: number
+  forgotten: number
+  aborted: number
   messagesSent: number
+}
+
+interface Execution {
+  controller: AbortController
+  /** The fencing token of the claim this run belongs to. */
+  epoch: number
 }
 
 export class Driver {
@@ -37,9 +47,9 @@ export class Driver {
   #wakeTimer: NodeJS.Timeout | null = null
   #nextRequestId = 1
   readonly #replies = new Map<number, (value: ReplyValue) => void>()
-  readonly #executions = new Map<string, AbortController>()
+  readonly #executions = new Map<string, Execution>()
   readonly #idle: Array<() => void> = []
-  readonly stats: DriverStats = { ticks: 0, inputs: 0, persistBatches: 0, persisted: 0, messagesSent: 0 }
+  readonly stats: DriverStats = { ticks: 0, inputs: 0, persistBatches: 0, persisted: 0, forgotten: 0, aborted: 0, messagesSent: 0 }
 
   constructor (core: TaskmeshNode, ports: DriverPorts, log: Logger) {
     this.#core = core
@@ -73,11 +83,14 @@ export class Driver {
 
   runningExecutions (): number { return this.#executions.size }
 
+  /** The fencing token of the run of this task in progress here, or null. */
+  runningEpoch (taskId: string): number | null { return this.#executions.get(taskId)?.epoch ?? null }
+
   /** Stop stepping; abort running executions (their results are dropped). */
   stop (): void {
     this.#stopped = true
     if (this.#wakeTimer !== null) clearTimeout(this.#wakeTimer)
-    for (const controller of this.#executions.values()) controller.abort(new Error('node is stopping'))
+    for (const { controller } of this.#executions.values()) controller.abort(new Error('node is stopping'))
   }
 
   #schedule (): void {
@@ -110,19 +123,31 @@ export class Driver {
   }
 
   async #apply (effects: Effect[]): Promise<void> {
-    // 1. Persist: one synced batch, last version of each record wins.
+    // 1. Persist and Forget: one synced batch; for each record the last of its effects wins.
     const persists = new Map<string, StoredEntry>()
-    for (const effect of effects) if (effect.kind === 'Persist') persists.set(effect.entry.record.id, effect.entry)
-    if (persists.size > 0) {
-      await this.#ports.persist(persists.values())
+    const forgets = new Set<string>()
+    for (const effect of effects) {
+      if (effect.kind === 'Persist') {
+        persists.set(effect.entry.record.id, effect.entry)
+        forgets.delete(effect.entry.record.id)
+      } else if (effect.kind === 'Forget') {
+        persists.delete(effect.id)
+        forgets.add(effect.id)
+      }
+    }
+    if (persists.size > 0 || forgets.size > 0) {
+      await this.#ports.persist(persists.values(), forgets)
       this.stats.persistBatches++
       this.stats.persisted += persists.size
+      this.stats.forgotten += forgets.size
     }
     // 2. Everything that depends on it, in order; sends grouped into one batch per peer.
     const outgoing = new Map<string, PeerMessage[]>()
     for (const effect of effects) {
       switch (effect.kind) {
         case 'Persist': break
+        case 'Forget': break
+        case 'Abort': this.#abort(effect.taskId, effect.epoch, effect.reason); break
         case 'Send': {
           const queue = outgoing.get(effect.to)
           if (queue === undefined) outgoing.set(effect.to, [effect.message])
@@ -151,11 +176,12 @@ export class Driver {
 
   #execute (order: ExecuteOrder): void {
     const controller = new AbortController()
-    this.#executions.get(order.taskId)?.abort(new Error('superseded by a newer claim'))
-    this.#executions.set(order.taskId, controller)
+    this.#executions.get(order.taskId)?.controller.abort(new Error('superseded by a newer claim'))
+    const execution: Execution = { controller, epoch: order.fencingToken }
+    this.#executions.set(order.taskId, execution)
     const startedAtMs = performance.now()
     void this.#ports.execute(order, controller.signal).then(outcome => {
-      if (this.#executions.get(order.taskId) === controller) this.#executions.delete(order.taskId)
+      if (this.#executions.get(order.taskId) === execution) this.#executions.delete(order.taskId)
       this.push({
         kind: 'ExecutionFinished',
         atMs: this.#ports.now(),
@@ -165,6 +191,24 @@ export class Driver {
         durationMs: performance.now() - startedAtMs
       })
     })
+  }
+
+  /**
+   * Abort the run of this claim (the task was cancelled): its signal aborts, a shell task's
+   * process group is killed. A run of another epoch is left alone: the order is stale. The
+   * run still reports an ExecutionFinished, which the core refuses for the cancelled task.
+   */
+  #abort (taskId: string, epoch: number, reason: string): void {
+    const execution = this.#executions.get(taskId)
+    if (execution === undefined || execution.epoch !== epoch) {
+      this.#log.debug('exec.abort_ignored', { task: taskId, epoch, running: execution?.epoch ?? null })
+      return
+    }
+    this.stats.aborted++
+    this.#log.info('exec.aborting', { task: taskId, epoch, reason })
+    const error = new Error(reason)
+    error.name = 'CancelError'
+    execution.controller.abort(error)
   }
 
   #wakeAt (atMs: number): void {

@@ -38,6 +38,7 @@ export function renderMetrics ({ core, driver, net, store, members }: MetricsSou
   metric('driver_inputs_total', 'counter', 'Inputs stepped through the core.', driver.inputs)
   metric('store_batches_total', 'counter', 'Synced level batches written.', store.batches)
   metric('store_entries_written_total', 'counter', 'Records written to level.', store.entriesWritten)
+  metric('store_entries_deleted_total', 'counter', 'Records deleted from level (retention).', store.entriesDeleted)
   metric('store_corrupt_total', 'counter', 'Stored records refused at load for a bad checksum or shape.', store.corrupt)
   for (const [key, value] of Object.entries(net) as Array<[string, number]>) {
     const name = 'net_' + key.replace(/[A-Z]/g, c => '_' + c.toLowerCase()) + '_total'

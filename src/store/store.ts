@@ -1,4 +1,4 @@
-// store.ts: one level database per node. Persist effects become one synced batch per tick.
+// store.ts: one level database per node. Persist (and Forget) effects become one synced batch per tick.
 // Each value is [crc32 (4 bytes, big-endian) | msgpack(entry)]; a value whose checksum does
 // not match is treated as absent (logged), so a torn or corrupt record never poisons the core.
 import { crc32 } from 'node:zlib'
@@ -13,13 +13,14 @@ const RECORD_PREFIX = 't/'
 export interface StoreStats {
   batches: number
   entriesWritten: number
+  entriesDeleted: number
   corrupt: number
 }
 
 export class Store {
   readonly #db: Level<string, Uint8Array>
   readonly #log: Logger
-  readonly stats: StoreStats = { batches: 0, entriesWritten: 0, corrupt: 0 }
+  readonly stats: StoreStats = { batches: 0, entriesWritten: 0, entriesDeleted: 0, corrupt: 0 }
 
   private constructor (db: Level<string, Uint8Array>, log: Logger) {
     this.#db = db
@@ -47,19 +48,29 @@ export class Store {
     return entries
   }
 
-  /** Write all entries in one batch, synced to disk before the promise resolves. */
-  async write (entries: Iterable<StoredEntry>): Promise<void> {
+  /**
+   * Write all entries and delete the forgotten ids (retention) in one batch, synced to disk
+   * before the promise resolves. An id both written and forgotten is deleted: the delete is
+   * applied last.
+   */
+  async write (entries: Iterable<StoredEntry>, forgotten: Iterable<string> = []): Promise<void> {
     // A chained batch, not db.batch(array): abstract-level clones and re-validates every
     // operation object of an array batch, about 9 µs of CPU per put; a chained put hands key
     // and value straight to the binding (about 2.5 µs). Same atomicity: nothing is written
     // before write().
     const batch = this.#db.batch()
     for (const entry of entries) batch.put(RECORD_PREFIX + entry.record.id, encodeEntry(entry))
+    let deletes = 0
+    for (const id of forgotten) {
+      batch.del(RECORD_PREFIX + id)
+      deletes++
+    }
     const count = batch.length
     if (count === 0) return await batch.close()
     await batch.write({ sync: true } as any)
     this.stats.batches++
-    this.stats.entriesWritten += count
+    this.stats.entriesWritten += count - deletes
+    this.stats.entriesDeleted += deletes
   }
 
   async close (): Promise<void> {
