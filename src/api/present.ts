@@ -3,7 +3,8 @@
 // Why separate from types.ts: internal records keep milliseconds and internal states; users
 // see ISO 8601 times and never the internal `aborted` state.
 import type { TaskEvent } from './node-api.js'
-import type { Backoff, ClusterView, HistoryEntry, Load, MemberState, TaskRecord, TaskState } from '../core/types.js'
+import { formatDurationMs } from '../core/duration.js'
+import type { Backoff, CatchUpPolicy, ClusterView, HistoryEntry, Load, MemberState, OverlapPolicy, ScheduleState, TaskRecord, TaskState } from '../core/types.js'
 
 /** A duration: milliseconds, or a string such as `250ms`, `5s`, `2m`, `1h`, `1d`. */
 export type DurationInput = number | string
@@ -16,8 +17,16 @@ export interface CreateBody {
   delay?: DurationInput
   /** ISO 8601 time; give either `delay` or `runAt`. */
   runAt?: string
+  /** A schedule: a cron expression, 5 fields or 6 with seconds first (or @daily, @hourly, ...). */
   cron?: string
+  /** A schedule: a fixed interval, at least 1s. Give either `cron` or `every`. */
   every?: DurationInput
+  /** IANA time zone of `cron` (default UTC). */
+  timezone?: string
+  /** After an outage, run every missed tick (`all`) or only the latest (`latest`, default). */
+  catchUp?: 'all' | 'latest'
+  /** `forbid`: skip a tick while the previous occurrence still runs; default `allow`. */
+  overlap?: 'allow' | 'forbid'
   maxAttempts?: number
   /** `fixed:D`, `exp:D`, `exp:D:maxD`, or the object form. */
   backoff?: string | { type: 'fixed' | 'exponential', delay: DurationInput, maxDelay?: DurationInput }
@@ -67,6 +76,33 @@ export interface PublicRecord {
   idempotencyKey?: string
   /** Fencing epoch of the claim that produced this version. */
   epoch: number
+  /** Manual retries of this task so far (present when > 0). */
+  generation?: number
+  /** The last progress its handler reported (present once reported). */
+  progress?: number
+  /** Present on a schedule's own record. */
+  schedule?: PublicSchedule
+  /** Why a task that is not finished is not running yet (present when known). */
+  waiting?: string
+}
+
+export interface PublicSchedule {
+  cron: string | null
+  /** Milliseconds, or null for a cron schedule. */
+  every: number | null
+  /** `every` as text, e.g. `1s`, `5m`; null for a cron schedule. */
+  everyText: string | null
+  /** IANA time zone of the cron expression; null = UTC. */
+  timezone: string | null
+  catchUp: CatchUpPolicy
+  overlap: OverlapPolicy
+  paused: boolean
+  /** Every tick up to this time has fired (or been skipped); null before the first. */
+  firedUpTo: string | null
+  /** Id of the last occurrence created. */
+  lastOccurrence: string | null
+  fired: number
+  skipped: number
 }
 
 /** One `event: task` of `GET /v1/events`: a history entry plus the task id. */
@@ -92,8 +128,12 @@ export interface ClusterJson {
   members: ClusterMemberJson[]
 }
 
-/** The record as users see it. The caller filters out `aborted` records (never shown). */
-export function toPublicRecord (record: TaskRecord): PublicRecord {
+/**
+ * The record as users see it. The caller filters out `aborted` records (never shown).
+ * `waiting`: why it is not running yet, from a read of this record (shown when non-null and
+ * the task is not terminal).
+ */
+export function toPublicRecord (record: TaskRecord, waiting: string | null = null): PublicRecord {
   const result: PublicRecord = {
     id: record.id,
     type: record.type,
@@ -118,7 +158,29 @@ export function toPublicRecord (record: TaskRecord): PublicRecord {
   if (record.scheduleId !== null) result.scheduleId = record.scheduleId
   if (record.dependsOn.length > 0) result.dependsOn = record.dependsOn
   if (record.idempotencyKey !== null) result.idempotencyKey = record.idempotencyKey
+  if (record.generation > 0) result.generation = record.generation
+  if (record.progress !== null) result.progress = record.progress
+  if (record.schedule !== null) result.schedule = toPublicSchedule(record.schedule)
+  if (waiting !== null && !TERMINAL.has(record.state)) result.waiting = waiting
   return result
+}
+
+const TERMINAL: ReadonlySet<string> = new Set(['succeeded', 'dead', 'cancelled', 'aborted'])
+
+export function toPublicSchedule (schedule: ScheduleState): PublicSchedule {
+  return {
+    cron: schedule.cron,
+    every: schedule.everyMs,
+    everyText: schedule.everyMs === null ? null : formatDurationMs(schedule.everyMs),
+    timezone: schedule.timezone,
+    catchUp: schedule.catchUp,
+    overlap: schedule.overlap,
+    paused: schedule.paused,
+    firedUpTo: schedule.firedUpToMs > 0 ? isoTimeOrNull(schedule.firedUpToMs) : null,
+    lastOccurrence: schedule.lastOccurrence,
+    fired: schedule.fired,
+    skipped: schedule.skipped
+  }
 }
 
 export function toPublicHistoryEntry (entry: HistoryEntry): PublicHistoryEntry {

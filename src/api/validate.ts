@@ -1,8 +1,9 @@
 // validate.ts: the create body (contract.md) → a TaskSpec, or a Rejection whose message
 // names the field. Why a hand-written validator: no schema dependency, and every message is
 // one we chose. It never throws, whatever it is given: bad input never crashes a node.
+import { Cron } from 'croner'
 import { formatDurationMs, parseDurationMs } from '../core/duration.js'
-import type { Backoff, Rejection, TaskSpec } from '../core/types.js'
+import type { Backoff, CatchUpPolicy, OverlapPolicy, Rejection, ScheduleSpec, TaskSpec } from '../core/types.js'
 
 export type CreateValidation = { ok: true, spec: TaskSpec } | { ok: false, error: Rejection }
 export type BatchValidation = { ok: true, items: CreateValidation[] } | { ok: false, error: Rejection }
@@ -31,8 +32,24 @@ export const CREATE_LIMITS = {
   backoffMsMax: 7 * 86_400_000,
   idempotencyKeyLengthMax: 256,
   dependsOnMax: 100,
-  idLengthMax: 128
+  idLengthMax: 128,
+  cronLengthMax: 256,
+  timezoneLengthMax: 64,
+  /**
+   * Shortest `every`: 1 s. Why: each occurrence is a replicated, fsynced record kept for the
+   * retention period (86,400 a day at 1 s); cron's finest grain is the second too.
+   */
+  everyMsMin: 1000,
+  /** Longest `every`: about ten years, like `delay`. */
+  everyMsMax: 3650 * 86_400_000
 } as const
+
+/**
+ * How cron expressions are read, here and wherever ticks are computed: 5 fields (minute
+ * first) or 6 (seconds first); the nicknames @yearly, @monthly, @weekly, @daily, @hourly.
+ * No time zone means UTC (never the node's local zone: nodes may disagree on it).
+ */
+export const CRON_OPTIONS = { mode: '5-or-6-parts' as const, defaultTimezone: 'UTC' }
 
 export const DEFAULT_BACKOFF: Backoff = { kind: 'exponential', delayMs: 1000, delayMsMax: 60_000 }
 
@@ -40,7 +57,12 @@ export const TYPE_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/
 /** Task ids, schedule ids and dependency ids. */
 export const ID_PATTERN = /^[A-Za-z0-9_.:@-]{1,128}$/
 
-const CREATE_FIELDS = new Set(['type', 'payload', 'priority', 'delay', 'runAt', 'cron', 'every', 'maxAttempts', 'backoff', 'timeout', 'idempotencyKey', 'dependsOn'])
+const CREATE_FIELDS = new Set(['type', 'payload', 'priority', 'delay', 'runAt', 'cron', 'every', 'timezone', 'catchUp', 'overlap', 'maxAttempts', 'backoff', 'timeout', 'idempotencyKey', 'dependsOn'])
+const SCHEDULE_ONLY_FIELDS = ['timezone', 'catchUp', 'overlap'] as const
+/** Fields a schedule refuses: its ticks are its start times, and it has no parents. */
+const NOT_WITH_SCHEDULE_FIELDS = ['delay', 'runAt', 'dependsOn'] as const
+const CATCH_UP_POLICIES: readonly CatchUpPolicy[] = ['latest', 'all']
+const OVERLAP_POLICIES: readonly OverlapPolicy[] = ['allow', 'forbid']
 const BACKOFF_FIELDS = new Set(['type', 'delay', 'maxDelay'])
 const BATCH_FIELDS = new Set(['tasks'])
 
@@ -89,6 +111,23 @@ export function validateBatchBody (body: unknown, limits: BatchLimits, nowMs?: n
   }
 }
 
+/**
+ * The library's form of a schedule (milliseconds, defaults not yet filled), checked by the
+ * same rules as the create body's `cron` / `every` / `timezone` / `catchUp` / `overlap`.
+ */
+export function checkScheduleSpec (schedule: Partial<ScheduleSpec>, nowMs?: number): { ok: true, schedule: ScheduleSpec } | { ok: false, error: Rejection } {
+  try {
+    const fields: Record<string, unknown> = {
+      cron: schedule.cron, every: schedule.everyMs, timezone: schedule.timezone, catchUp: schedule.catchUp, overlap: schedule.overlap
+    }
+    const checked = checkSchedule(fields, nowMs)
+    if (checked === null) invalid('schedule', 'give cron or everyMs')
+    return { ok: true, schedule: checked }
+  } catch (error) {
+    return { ok: false, error: toRejection(error) }
+  }
+}
+
 function toRejection (error: unknown): Rejection {
   if (error instanceof FieldError) return { code: error.code, message: error.message }
   // Why: a hostile value (a throwing getter, a Proxy) must still get an answer, not a crash.
@@ -104,10 +143,6 @@ function createSpec (body: unknown, limits: CreateLimits, nowMs: number | undefi
     invalid('type', `required, 1-${CREATE_LIMITS.typeLengthMax} characters of A-Z a-z 0-9 _ . : -`)
   }
 
-  if (present(fields.cron) || present(fields.every)) {
-    invalid(present(fields.cron) ? 'cron' : 'every', 'schedules (cron/every) are not supported yet')
-  }
-
   const spec: TaskSpec = {
     type,
     payload: checkPayload(fields.payload, limits),
@@ -118,13 +153,91 @@ function createSpec (body: unknown, limits: CreateLimits, nowMs: number | undefi
     backoff: optional(fields.backoff, DEFAULT_BACKOFF, checkBackoff),
     timeoutMs: optional(fields.timeout, null, checkTimeout),
     idempotencyKey: optional(fields.idempotencyKey, null, checkIdempotencyKey),
-    dependsOn: optional(fields.dependsOn, [], checkDependsOn)
+    dependsOn: optional(fields.dependsOn, [], checkDependsOn),
+    schedule: checkSchedule(fields, nowMs)
   }
 
   if (present(fields.delay) && present(fields.runAt)) invalid('delay', 'give either delay or runAt, not both')
   if (present(fields.delay)) spec.delayMs = duration(fields.delay, 'delay', 0, CREATE_LIMITS.aheadMsMax)
   if (present(fields.runAt)) spec.runAtMs = checkRunAt(fields.runAt, nowMs)
   return spec
+}
+
+/**
+ * `cron` or `every` makes the body a schedule (null otherwise). Its occurrences are tasks
+ * that take the body's type, payload, priority, maxAttempts, backoff and timeout.
+ */
+function checkSchedule (fields: Record<string, unknown>, nowMs: number | undefined): ScheduleSpec | null {
+  const hasCron = present(fields.cron)
+  const hasEvery = present(fields.every)
+  if (!hasCron && !hasEvery) {
+    for (const field of SCHEDULE_ONLY_FIELDS) {
+      if (present(fields[field])) invalid(field, 'only applies to a schedule (give cron or every)')
+    }
+    return null
+  }
+  if (hasCron && hasEvery) invalid('cron', 'give either cron or every, not both')
+  for (const field of NOT_WITH_SCHEDULE_FIELDS) {
+    if (present(fields[field])) invalid(field, `not allowed on a schedule (cron/every): ${field === 'dependsOn' ? 'a schedule has no parents' : 'its ticks are its start times'}`)
+  }
+  const catchUp = optional(fields.catchUp, 'latest' as CatchUpPolicy, value => oneOf(value, 'catchUp', CATCH_UP_POLICIES))
+  const overlap = optional(fields.overlap, 'allow' as OverlapPolicy, value => oneOf(value, 'overlap', OVERLAP_POLICIES))
+  if (hasEvery) {
+    if (present(fields.timezone)) invalid('timezone', 'only applies to cron (every is a fixed interval)')
+    const everyMs = duration(fields.every, 'every', CREATE_LIMITS.everyMsMin, CREATE_LIMITS.everyMsMax)
+    return { cron: null, timezone: null, everyMs, catchUp, overlap }
+  }
+  const timezone = optional(fields.timezone, null, checkTimezone)
+  const cron = checkCron(fields.cron, timezone, nowMs)
+  return { cron, timezone, everyMs: null, catchUp, overlap }
+}
+
+function checkTimezone (value: unknown): string {
+  const hint = 'must be an IANA time zone such as Europe/Paris, America/New_York or UTC'
+  if (typeof value !== 'string' || value.length < 1 || value.length > CREATE_LIMITS.timezoneLengthMax) invalid('timezone', hint)
+  try {
+    // Throws a RangeError for a zone the runtime does not know.
+    new Intl.DateTimeFormat('en-US', { timeZone: value }).format(0)
+  } catch {
+    invalid('timezone', `${JSON.stringify(value)} is not a known time zone; ${hint.slice(5)}`)
+  }
+  return value
+}
+
+function checkCron (value: unknown, timezone: string | null, nowMs: number | undefined): string {
+  if (typeof value !== 'string' || value.trim() === '' || value.length > CREATE_LIMITS.cronLengthMax) {
+    invalid('cron', `must be a cron expression of at most ${CREATE_LIMITS.cronLengthMax} characters, e.g. "*/5 * * * *"`)
+  }
+  const expression = value.trim().replace(/\s+/g, ' ')
+  let job: Cron
+  try {
+    job = new Cron(expression, { timezone: timezone ?? CRON_OPTIONS.defaultTimezone, mode: CRON_OPTIONS.mode, paused: true })
+  } catch (error) {
+    const reason = error instanceof Error ? error.message.replace(/^CronPattern: /, '') : String(error)
+    invalid('cron', `${truncate(reason, 200)} (5 fields "min hour day month weekday", or 6 with seconds first)`)
+  }
+  let next: Date | null
+  try {
+    // From a fixed instant without nowMs, so that the check stays pure.
+    next = job.nextRun(new Date(nowMs ?? 0))
+  } catch {
+    next = null
+  } finally {
+    job.stop()
+  }
+  if (next === null) invalid('cron', `${JSON.stringify(expression)} never matches a time`)
+  return expression
+}
+
+function oneOf<T extends string> (value: unknown, field: string, allowed: readonly T[]): T {
+  if (typeof value !== 'string' || !(allowed as readonly string[]).includes(value)) {
+    invalid(field, `must be one of ${allowed.map(item => JSON.stringify(item)).join(', ')}`)
+  }
+  return value as T
+}
+
+function truncate (text: string, length: number): string {
+  return text.length > length ? text.slice(0, length) + '…' : text
 }
 
 /** Absent and null both mean "use the default" for optional fields. */
