@@ -2,8 +2,14 @@
 import './polyfill.js'
 
 export { startNode, RunningNode, TaskRejectedError } from './runtime/node.js'
+export type { SubmitBody } from './runtime/node.js'
 export type { NodeOptions, LogLevel } from './runtime/options.js'
 export { Client, TaskmeshError } from './api/client.js'
-export type { CreateBody, PublicRecord, ClusterJson } from './api/present.js'
+export type { BatchItem, ListOptions } from './api/client.js'
+export type { CreateBody, PublicRecord, PublicSchedule, ClusterJson } from './api/present.js'
+export type { TaskView } from './api/node-api.js'
 export type { Handler, HandlerContext } from './exec/types.js'
-export type { TaskRecord, TaskSpec, TaskState, ClusterView, MemberView, SubmitOutcome } from './core/types.js'
+export type {
+  TaskRecord, TaskSpec, TaskState, ClusterView, MemberView, SubmitOutcome,
+  ScheduleSpec, ScheduleState, TaskCommand, CommandOutcome
+} from './core/types.js'

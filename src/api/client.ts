@@ -31,7 +31,8 @@ export interface ListOptions {
   cursor?: string
 }
 
-export type BatchItem = PublicRecord | { error: { code: string, message: string } }
+/** An accepted item (`created: false` when its idempotency key was known) or why not. */
+export type BatchItem = (PublicRecord & { created: boolean }) | { error: { code: string, message: string } }
 
 const TERMINAL_STATES: ReadonlySet<string> = new Set(['succeeded', 'dead', 'cancelled'])
 /** One long poll of wait(); the server cuts waits at 5 minutes. */
@@ -122,12 +123,27 @@ export class Client {
     return this.#json('GET', search === '' ? '/v1/tasks' : `/v1/tasks?${search}`) as Promise<{ tasks: PublicRecord[], next: string | null }>
   }
 
+  /** Cancel a task (a running one is aborted), or delete a schedule. */
   cancel (id: string): Promise<PublicRecord> {
-    return this.#json('POST', `/v1/tasks/${encodeURIComponent(id)}/cancel`) as Promise<PublicRecord>
+    return this.#command(id, 'cancel')
   }
 
+  /** Run a dead (or cancelled) task again; `conflict` (409) in any other state. */
   retry (id: string): Promise<PublicRecord> {
-    return this.#json('POST', `/v1/tasks/${encodeURIComponent(id)}/retry`) as Promise<PublicRecord>
+    return this.#command(id, 'retry')
+  }
+
+  /** Stop a schedule firing until resume(); `conflict` (409) for a task that is no schedule. */
+  pause (id: string): Promise<PublicRecord> {
+    return this.#command(id, 'pause')
+  }
+
+  resume (id: string): Promise<PublicRecord> {
+    return this.#command(id, 'resume')
+  }
+
+  #command (id: string, command: 'cancel' | 'retry' | 'pause' | 'resume'): Promise<PublicRecord> {
+    return this.#json('POST', `/v1/tasks/${encodeURIComponent(id)}/${command}`) as Promise<PublicRecord>
   }
 
   cluster (): Promise<ClusterJson> {

@@ -5,9 +5,9 @@ import { createHash, timingSafeEqual } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { isIP } from 'node:net'
 import { parseDurationMs } from '../core/duration.js'
-import type { ErrorCode, ListQuery, Rejection, TaskRecord, TaskState } from '../core/types.js'
+import type { ErrorCode, ListQuery, Rejection, TaskCommand, TaskState } from '../core/types.js'
 import type { Logger } from '../runtime/log.js'
-import type { NodeApi } from './node-api.js'
+import type { NodeApi, TaskView } from './node-api.js'
 import { toClusterJson, toPublicRecord, toPublicTaskEvent } from './present.js'
 import { ID_PATTERN, TYPE_PATTERN, validateBatchBody, validateCreateBody } from './validate.js'
 
@@ -43,6 +43,7 @@ export const STATUS_BY_CODE: Readonly<Record<ErrorCode | 'method_not_allowed', n
   unauthorized: 401,
   not_found: 404,
   method_not_allowed: 405,
+  conflict: 409,
   too_large: 413,
   rate_limited: 429,
   internal: 500,
@@ -58,7 +59,7 @@ export const HTTP_LIMITS = {
   waitMsMax: 5 * 60_000,
   batchMaxDefault: 10_000,
   batchBodyBytesMaxDefault: 64 * 1024 * 1024,
-  /** Body of the POST routes that take none (cancel, retry, drain): read and ignored. */
+  /** Body of the POST routes that take none (cancel, retry, pause, resume, drain): read and ignored. */
   emptyBodyBytesMax: 64 * 1024,
   sseClientsMaxDefault: 64,
   sseHeartbeatMsDefault: 15_000,
@@ -165,7 +166,8 @@ export async function startHttpApi (options: HttpApiOptions): Promise<HttpApi> {
       const outcome = outcomes[next++]!
       if (!outcome.ok) return { error: outcome.error }
       if (outcome.record.state === 'aborted') return { error: toRejection(notAccepted()) }
-      return toPublicRecord(outcome.record)
+      // `created: false`: the idempotency key was known; this is the existing task.
+      return { ...toPublicRecord(outcome.record), created: outcome.created }
     })
     sendJson(context, 200, { tasks })
   }
@@ -180,26 +182,24 @@ export async function startHttpApi (options: HttpApiOptions): Promise<HttpApi> {
       if (parsed === null) throw new ApiError('invalid_input', 'wait: must be a duration such as 500ms, 30s, 5m')
       waitMs = Math.min(parsed, HTTP_LIMITS.waitMsMax)
     }
-    const record = waitMs > 0 ? await node.wait(id, waitMs) : await node.get(id)
-    sendJson(context, 200, toPublicRecord(visible(record, id)))
+    const view = visible(waitMs > 0 ? await node.wait(id, waitMs) : await node.get(id), id)
+    sendJson(context, 200, toPublicRecord(view.record, view.waiting))
   }
 
   const listTasks: Handler = async (context) => {
     const page = await node.list(parseListQuery(context.query))
-    const tasks = page.tasks.filter(record => record.state !== 'aborted').map(toPublicRecord)
+    const tasks = page.tasks.filter(record => record.state !== 'aborted').map(record => toPublicRecord(record))
     sendJson(context, 200, { tasks, next: page.next })
   }
 
-  const cancelTask: Handler = async (context) => {
+  /** POST /v1/tasks/:id/<command> (and DELETE /v1/tasks/:id = cancel): the updated record. */
+  const commandHandler = (command: TaskCommand): Handler => async (context) => {
     const id = checkTaskId(context.params[0])
     await readJsonBody(context, HTTP_LIMITS.emptyBodyBytesMax, false)
-    sendJson(context, 200, toPublicRecord(visible(await node.cancel(id), id)))
-  }
-
-  const retryTask: Handler = async (context) => {
-    const id = checkTaskId(context.params[0])
-    await readJsonBody(context, HTTP_LIMITS.emptyBodyBytesMax, false)
-    sendJson(context, 200, toPublicRecord(visible(await node.retry(id), id)))
+    const outcome = await node.command(id, command)
+    if (!outcome.ok) throw rejectionError(outcome.error)
+    if (outcome.record.state === 'aborted') throw new ApiError('not_found', `task ${id} not found`)
+    sendJson(context, 200, toPublicRecord(outcome.record))
   }
 
   const getCluster: Handler = (context) => {
@@ -286,9 +286,11 @@ export async function startHttpApi (options: HttpApiOptions): Promise<HttpApi> {
     { name: '/metrics', pattern: /^\/metrics$/, methods: { GET: metrics } },
     { name: '/v1/tasks', pattern: /^\/v1\/tasks$/, methods: { GET: listTasks, POST: createTask } },
     { name: '/v1/tasks/batch', pattern: /^\/v1\/tasks\/batch$/, methods: { POST: createBatch } },
-    { name: '/v1/tasks/:id', pattern: /^\/v1\/tasks\/([^/]+)$/, methods: { GET: getTask } },
-    { name: '/v1/tasks/:id/cancel', pattern: /^\/v1\/tasks\/([^/]+)\/cancel$/, methods: { POST: cancelTask } },
-    { name: '/v1/tasks/:id/retry', pattern: /^\/v1\/tasks\/([^/]+)\/retry$/, methods: { POST: retryTask } },
+    { name: '/v1/tasks/:id', pattern: /^\/v1\/tasks\/([^/]+)$/, methods: { GET: getTask, DELETE: commandHandler('cancel') } },
+    { name: '/v1/tasks/:id/cancel', pattern: /^\/v1\/tasks\/([^/]+)\/cancel$/, methods: { POST: commandHandler('cancel') } },
+    { name: '/v1/tasks/:id/retry', pattern: /^\/v1\/tasks\/([^/]+)\/retry$/, methods: { POST: commandHandler('retry') } },
+    { name: '/v1/tasks/:id/pause', pattern: /^\/v1\/tasks\/([^/]+)\/pause$/, methods: { POST: commandHandler('pause') } },
+    { name: '/v1/tasks/:id/resume', pattern: /^\/v1\/tasks\/([^/]+)\/resume$/, methods: { POST: commandHandler('resume') } },
     { name: '/v1/cluster', pattern: /^\/v1\/cluster$/, methods: { GET: getCluster } },
     { name: '/v1/drain', pattern: /^\/v1\/drain$/, methods: { POST: drain } },
     { name: '/v1/events', pattern: /^\/v1\/events$/, methods: { GET: events } }
@@ -492,9 +494,9 @@ function isRejectionLike (error: unknown): error is { code: ApiErrorCode, messag
 }
 
 /** A record users may see: null and the internal `aborted` state are both 404. */
-function visible (record: TaskRecord | null, id: string): TaskRecord {
-  if (record === null || record.state === 'aborted') throw new ApiError('not_found', `task ${id} not found`)
-  return record
+function visible (view: TaskView | null, id: string): TaskView {
+  if (view === null || view.record.state === 'aborted') throw new ApiError('not_found', `task ${id} not found`)
+  return view
 }
 
 function checkTaskId (raw: string | undefined): string {

@@ -1,5 +1,5 @@
 // node-api.ts: what the HTTP layer needs from a running node. The runtime implements it.
-import type { ClusterView, ListPage, ListQuery, SubmitOutcome, TaskRecord, TaskSpec, TaskState } from '../core/types.js'
+import type { ClusterView, CommandOutcome, ListPage, ListQuery, SubmitOutcome, TaskCommand, TaskRecord, TaskSpec, TaskState } from '../core/types.js'
 
 export interface TaskEvent {
   id: string
@@ -9,16 +9,26 @@ export interface TaskEvent {
   node: string
 }
 
+/** A record as read, with why it is not running yet (null when running, finished or unknown). */
+export interface TaskView {
+  record: TaskRecord
+  waiting: string | null
+}
+
 export interface NodeApi {
   /** Accepts each spec once durable on a write quorum; outcomes in input order. */
   submit (specs: TaskSpec[]): Promise<SubmitOutcome[]>
   /** The merged record from the task's replicas, or null when no replica has it. */
-  get (id: string): Promise<TaskRecord | null>
+  get (id: string): Promise<TaskView | null>
   /** Like get(), but waits up to timeoutMs for a terminal state. */
-  wait (id: string, timeoutMs: number): Promise<TaskRecord | null>
+  wait (id: string, timeoutMs: number): Promise<TaskView | null>
   list (query: ListQuery): Promise<ListPage>
-  cancel (id: string): Promise<TaskRecord | null>
-  retry (id: string): Promise<TaskRecord | null>
+  /**
+   * cancel (a task; a schedule: delete it), retry (a dead or cancelled task), pause and
+   * resume (a schedule). Rejections: not_found, conflict (not possible in this state),
+   * no_quorum.
+   */
+  command (id: string, command: TaskCommand): Promise<CommandOutcome>
   cluster (): ClusterView
   /** Start draining; resolves when the node has left. */
   drain (): Promise<void>

@@ -7,10 +7,11 @@ import { TaskmeshNode } from '../core/node.js'
 import type { CoreConfig } from '../core/node.js'
 import type { ReplyValue, TaskEventData } from '../core/protocol.js'
 import { TERMINAL_STATES } from '../core/types.js'
-import type { ListQuery, SubmitOutcome, TaskRecord, TaskSpec } from '../core/types.js'
+import type { CommandOutcome, ListQuery, ScheduleSpec, SubmitOutcome, TaskCommand, TaskRecord, TaskSpec } from '../core/types.js'
 import { Executors } from '../exec/executors.js'
 import { startHttpApi } from '../api/http.js'
-import type { NodeApi, TaskEvent } from '../api/node-api.js'
+import type { NodeApi, TaskEvent, TaskView } from '../api/node-api.js'
+import { checkScheduleSpec } from '../api/validate.js'
 import { loadOrCreatePrivateKey } from '../net/identity.js'
 import { PeerNet } from '../net/peer-net.js'
 import { validateEvents, validateHeartbeat, validatePeerMessage } from '../net/wire.js'
@@ -20,6 +21,7 @@ import { createLogger } from './log.js'
 import type { Logger } from './log.js'
 import { renderMetrics } from './metrics.js'
 import type { NodeOptions } from './options.js'
+import { ProgressThrottle } from './progress.js'
 
 export const HEARTBEAT_TOPIC = 'taskmesh/heartbeat/1'
 export const EVENTS_TOPIC = 'taskmesh/events/1'
@@ -55,6 +57,7 @@ export class RunningNode {
   readonly #ticker: NodeJS.Timeout
   readonly #options: NodeOptions
   readonly #gossip: EventGossip
+  readonly #progress: ProgressThrottle
   #closing: Promise<void> | null = null
   #draining: Promise<void> | null = null
   readonly api: NodeApi
@@ -62,9 +65,10 @@ export class RunningNode {
   constructor (parts: {
     driver: Driver, net: PeerNet, store: Store, executors: Executors, closeHttp: (() => Promise<void>) | null,
     apiUrl: string | null, log: Logger, listeners: Set<(event: TaskEvent) => void>, ticker: NodeJS.Timeout, options: NodeOptions,
-    gossip: EventGossip
+    gossip: EventGossip, progress: ProgressThrottle
   }) {
     this.#gossip = parts.gossip
+    this.#progress = parts.progress
     this.#driver = parts.driver
     this.#net = parts.net
     this.#store = parts.store
@@ -80,15 +84,18 @@ export class RunningNode {
     this.api = this.#makeApi()
   }
 
-  /** Submit one task; resolves with the accepted record (durable on a write quorum). */
-  async submit (body: Partial<TaskSpec> & { type: string }): Promise<TaskRecord> {
+  /**
+   * Submit one task (or, with `schedule`, a schedule); resolves with the accepted record
+   * (durable on a write quorum), or the existing one when its idempotency key is known.
+   */
+  async submit (body: SubmitBody): Promise<TaskRecord> {
     const [outcome] = await this.submitSpecs([specOf(body)])
     if (!outcome!.ok) throw new TaskRejectedError(outcome!.error.code, outcome!.error.message)
     return outcome!.record
   }
 
   /** Submit many tasks in one batch; outcomes in input order. */
-  async submitMany (bodies: Array<Partial<TaskSpec> & { type: string }>): Promise<SubmitOutcome[]> {
+  async submitMany (bodies: SubmitBody[]): Promise<SubmitOutcome[]> {
     return await this.submitSpecs(bodies.map(specOf))
   }
 
@@ -99,17 +106,40 @@ export class RunningNode {
   }
 
   async get (id: string): Promise<TaskRecord | null> {
-    const reply = await this.#driver.request((requestId, atMs) => ({ kind: 'ReadRequested', atMs, requestId, id }))
-    return expect(reply, 'read').record
+    return (await this.read(id))?.record ?? null
+  }
+
+  /** The record and why it is not running yet (`waiting`: parents pending, no node runs its type, ...). */
+  async read (id: string): Promise<TaskView | null> {
+    const reply = expect(await this.#driver.request((requestId, atMs) => ({ kind: 'ReadRequested', atMs, requestId, id })), 'read')
+    return reply.record === null ? null : { record: reply.record, waiting: reply.waiting }
+  }
+
+  /** Cancel a task (a running one is aborted: its signal, its shell process group), or delete a schedule. */
+  async cancel (id: string): Promise<TaskRecord> { return unwrap(await this.command(id, 'cancel')) }
+  /** Run a dead or cancelled task again (a new generation); TaskRejectedError `conflict` otherwise. */
+  async retry (id: string): Promise<TaskRecord> { return unwrap(await this.command(id, 'retry')) }
+  /** Stop a schedule firing until resume(). */
+  async pause (id: string): Promise<TaskRecord> { return unwrap(await this.command(id, 'pause')) }
+  async resume (id: string): Promise<TaskRecord> { return unwrap(await this.command(id, 'resume')) }
+
+  /** The command's outcome as data: the updated record, or a rejection (not_found, conflict, no_quorum). */
+  async command (id: string, command: TaskCommand): Promise<CommandOutcome> {
+    const reply = await this.#driver.request((requestId, atMs) => ({ kind: 'CommandRequested', atMs, requestId, id, command }))
+    return expect(reply, 'command').outcome
   }
 
   /** Wait until the task is terminal (or timeoutMs passes); resolves with the last record seen. */
   async wait (id: string, timeoutMs = 24 * 3600 * 1000): Promise<TaskRecord | null> {
+    return (await this.waitView(id, timeoutMs))?.record ?? null
+  }
+
+  async waitView (id: string, timeoutMs: number): Promise<TaskView | null> {
     const deadline = Date.now() + timeoutMs
     let pollMs = 25
     for (;;) {
-      const record = await this.get(id)
-      if (record === null || TERMINAL_STATES.has(record.state) || Date.now() >= deadline) return record
+      const view = await this.read(id)
+      if (view === null || TERMINAL_STATES.has(view.record.state) || Date.now() >= deadline) return view
       // Gossiped events wake us early; polling is the fallback, since gossip is best effort.
       await this.#nextEventOrTimeout(id, Math.min(pollMs, deadline - Date.now()))
       pollMs = Math.min(pollMs * 2, 500)
@@ -157,6 +187,7 @@ export class RunningNode {
     this.#closing ??= (async () => {
       clearInterval(this.#ticker)
       this.#gossip.stop()
+      this.#progress.stop()
       if (this.#closeHttp !== null) await this.#closeHttp().catch(error => this.#log.warn('api.close_failed', { error }))
       await this.#driver.settled().catch(() => {})
       this.#driver.stop()
@@ -195,11 +226,10 @@ export class RunningNode {
   #makeApi (): NodeApi {
     return {
       submit: async specs => await this.submitSpecs(specs),
-      get: async id => await this.get(id),
-      wait: async (id, timeoutMs) => await this.wait(id, timeoutMs),
+      get: async id => await this.read(id),
+      wait: async (id, timeoutMs) => await this.waitView(id, timeoutMs),
       list: async query => await this.list(query),
-      cancel: async () => { throw Object.assign(new Error('cancel is not supported yet'), { code: 'invalid_input' }) },
-      retry: async () => { throw Object.assign(new Error('retry is not supported yet'), { code: 'invalid_input' }) },
+      command: async (id, command) => await this.command(id, command),
       cluster: () => this.cluster(),
       drain: async () => { await this.stop() },
       metrics: () => this.metrics(),
@@ -229,7 +259,11 @@ export async function startNode (options: NodeOptions): Promise<RunningNode> {
   const cleanups: Array<() => Promise<void>> = [async () => await store.close()]
   try {
     const entries = await store.loadAll()
-    const executors = await Executors.create({ handlers: options.handlers, allowExec: options.allowExec === true, log })
+    // Progress goes to the core once the driver exists; a run cannot start before that.
+    let reportProgress: (taskId: string, progress: number) => void = () => {}
+    const executors = await Executors.create({
+      handlers: options.handlers, allowExec: options.allowExec === true, log, onProgress: (taskId, progress) => reportProgress(taskId, progress)
+    })
     cleanups.push(async () => await executors.stop())
 
     const listeners = new Set<(event: TaskEvent) => void>()
@@ -325,28 +359,44 @@ export async function startNode (options: NodeOptions): Promise<RunningNode> {
       syncTimeoutMs: 3000,
       api: apiUrl ?? '',
       addrs: net.multiaddrs(),
-      types: executors.types()
+      types: executors.types(),
+      ...(options.typeLimits === undefined ? {} : { typeLimits: { ...options.typeLimits } }),
+      ...(options.retentionMs === undefined ? {} : { retentionMs: options.retentionMs })
     }
     const core = new TaskmeshNode(config, Date.now())
     const gossip = new EventGossip(events => net.publish(EVENTS_TOPIC, events), log)
     cleanups.push(async () => gossip.stop())
     driver = new Driver(core, {
-      persist: async batch => await store.write(batch),
+      persist: async (batch, forgotten) => await store.write(batch, forgotten),
       send: (peerId, messages) => net.send(peerId, messages),
       publishHeartbeat: heartbeat => net.publish(HEARTBEAT_TOPIC, heartbeat),
       announce: events => {
         notify(events)
         gossip.add(events)
       },
-      execute: async (order, signal) => await executors.run(order, signal),
+      execute: async (order, signal) => {
+        try {
+          return await executors.run(order, signal)
+        } finally {
+          progress.finished(order.taskId)
+        }
+      },
       now: () => Date.now()
     }, log)
+    const running = driver
+    const progress = new ProgressThrottle((taskId, value) => {
+      // The epoch of the run in progress here: a report from a superseded run has none.
+      const epoch = running.runningEpoch(taskId)
+      if (epoch !== null) running.push({ kind: 'ProgressReported', atMs: Date.now(), taskId, epoch, progress: value })
+    })
+    reportProgress = (taskId, value) => progress.report(taskId, value)
+    cleanups.push(async () => progress.stop())
     for (const fn of early.splice(0)) fn()
     driver.push({ kind: 'Restored', atMs: Date.now(), entries })
     driver.push({ kind: 'Ticked', atMs: Date.now() })
     const ticker = setInterval(() => driver!.push({ kind: 'Ticked', atMs: Date.now() }), Math.max(50, Math.floor(heartbeatMs / 4)))
     ticker.unref()
-    node = new RunningNode({ driver, net, store, executors, closeHttp, apiUrl, log, listeners, ticker, options, gossip })
+    node = new RunningNode({ driver, net, store, executors, closeHttp, apiUrl, log, listeners, ticker, options, gossip, progress })
     log.info('node.started', { peerId: node.peerId, addrs: node.multiaddrs, api: apiUrl, records: entries.length })
     return node
   } catch (error) {
@@ -419,8 +469,7 @@ function lazyApi (get: () => NodeApi | null): NodeApi {
     get: async id => await need().get(id),
     wait: async (id, timeoutMs) => await need().wait(id, timeoutMs),
     list: async query => await need().list(query),
-    cancel: async id => await need().cancel(id),
-    retry: async id => await need().retry(id),
+    command: async (id, command) => await need().command(id, command),
     cluster: () => need().cluster(),
     drain: async () => await need().drain(),
     metrics: () => need().metrics(),
@@ -442,7 +491,13 @@ export function newTaskId (): string {
   return `t${Date.now().toString(36)}${randomBytes(8).toString('hex')}`
 }
 
-function specOf (body: Partial<TaskSpec> & { type: string }): TaskSpec {
+/**
+ * The library's submit body: a TaskSpec in milliseconds, every field but `type` optional.
+ * `schedule` makes it a schedule: give `cron` (with `timezone`, default UTC) or `everyMs`.
+ */
+export type SubmitBody = Partial<Omit<TaskSpec, 'schedule'>> & { type: string, schedule?: Partial<ScheduleSpec> | null }
+
+function specOf (body: SubmitBody): TaskSpec {
   return {
     type: body.type,
     payload: body.payload ?? null,
@@ -453,8 +508,20 @@ function specOf (body: Partial<TaskSpec> & { type: string }): TaskSpec {
     backoff: body.backoff ?? { kind: 'exponential', delayMs: 1000, delayMsMax: 60_000 },
     timeoutMs: body.timeoutMs ?? null,
     idempotencyKey: body.idempotencyKey ?? null,
-    dependsOn: body.dependsOn ?? []
+    dependsOn: body.dependsOn ?? [],
+    schedule: body.schedule == null ? null : scheduleOf(body.schedule)
   }
+}
+
+function scheduleOf (schedule: Partial<ScheduleSpec>): ScheduleSpec {
+  const checked = checkScheduleSpec(schedule, Date.now())
+  if (!checked.ok) throw new TaskRejectedError(checked.error.code, checked.error.message)
+  return checked.schedule
+}
+
+function unwrap (outcome: CommandOutcome): TaskRecord {
+  if (!outcome.ok) throw new TaskRejectedError(outcome.error.code, outcome.error.message)
+  return outcome.record
 }
 
 function expect<K extends ReplyValue['kind']> (reply: ReplyValue, kind: K): Extract<ReplyValue, { kind: K }> {

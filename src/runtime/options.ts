@@ -16,6 +16,10 @@ export interface NodeOptions {
   replicas?: number
   /** Concurrent tasks this node runs; default 8. */
   capacity?: number
+  /** Most concurrent runs per task type on this node (`--limit type=N`); a type not listed is bounded by capacity only. */
+  typeLimits?: Record<string, number>
+  /** How long terminal tasks (results, output, history) are kept before every replica removes them; default 7 days. */
+  retentionMs?: number
   /** Named handlers: a module path (its exports) or an object of functions. */
   handlers?: string | Record<string, Handler>
   /** Enable the shell executor. */
