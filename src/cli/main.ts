@@ -126,6 +126,8 @@ const COMMANDS: Record<string, Command> = {
         bootstrap: { kind: 'string', repeatable: true, valueName: '<multiaddr|host:port>', description: 'a peer to join through' },
         replicas: { kind: 'string', valueName: '<R>', description: 'replication factor (default 3)' },
         capacity: { kind: 'string', valueName: '<n>', description: 'concurrent tasks this node runs (default 8)' },
+        limit: { kind: 'string', repeatable: true, valueName: '<type=N>', description: 'at most N concurrent runs of this task type on this node' },
+        retention: { kind: 'string', valueName: '<D>', description: 'how long finished tasks (results, output, history) are kept (default 7d)' },
         handlers: { kind: 'string', valueName: '<module>', description: 'module whose exports are task handlers, by type' },
         'allow-exec': { kind: 'boolean', description: 'enable the shell executor' },
         'swarm-key': { kind: 'string', valueName: '<file>', description: 'swarm key of a private network (see taskmesh keygen)' },
@@ -171,8 +173,11 @@ const COMMANDS: Record<string, Command> = {
         priority: { kind: 'string', valueName: '<N>', description: 'higher runs first' },
         delay: { kind: 'string', valueName: '<D>', description: 'do not start before this long from now' },
         'run-at': { kind: 'string', valueName: '<ISO time>', description: 'do not start before this time' },
-        cron: { kind: 'string', valueName: '"<expr>"', description: 'a schedule: run at every match of the cron expression' },
-        every: { kind: 'string', valueName: '<D>', description: 'a schedule: run at this interval' },
+        cron: { kind: 'string', valueName: '"<expr>"', description: 'a schedule: run at every match of the cron expression (5 fields, or 6 with seconds first)' },
+        every: { kind: 'string', valueName: '<D>', description: 'a schedule: run at this interval (at least 1s)' },
+        tz: { kind: 'string', valueName: '<zone>', description: 'time zone of --cron, e.g. Europe/Paris (default UTC)' },
+        'catch-up': { kind: 'string', valueName: 'latest|all', description: 'after an outage run only the latest missed tick (default) or all' },
+        overlap: { kind: 'string', valueName: 'allow|forbid', description: 'forbid: skip a tick while the previous occurrence still runs (default allow)' },
         attempts: { kind: 'string', valueName: '<N>', description: 'maximum attempts' },
         backoff: { kind: 'string', valueName: 'fixed:D|exp:D[:maxD]', description: 'delay between attempts' },
         timeout: { kind: 'string', valueName: '<D>', description: 'abort an attempt after this long' },
@@ -209,20 +214,10 @@ const COMMANDS: Record<string, Command> = {
     },
     run: runList
   },
-  cancel: {
-    spec: { name: 'taskmesh cancel', usage: ['<id>'], summary: 'Cancel a task and print its record.', positionals: ['id'], options: { ...clientOptions } },
-    run: async (args, io) => await withClient(args, io, async client => {
-      io.stdout(json(await client.cancel(args.positionals[0]!)))
-      return 0
-    })
-  },
-  retry: {
-    spec: { name: 'taskmesh retry', usage: ['<id>'], summary: 'Retry a dead task and print its record.', positionals: ['id'], options: { ...clientOptions } },
-    run: async (args, io) => await withClient(args, io, async client => {
-      io.stdout(json(await client.retry(args.positionals[0]!)))
-      return 0
-    })
-  },
+  cancel: commandOf('cancel', 'Cancel a task (a running one is killed) or delete a schedule, and print its record.'),
+  retry: commandOf('retry', 'Run a dead or cancelled task again and print its record.'),
+  pause: commandOf('pause', 'Pause a schedule (no ticks fire until resume) and print its record.'),
+  resume: commandOf('resume', 'Resume a paused schedule and print its record.'),
   peers: {
     spec: {
       name: 'taskmesh peers',
@@ -282,6 +277,17 @@ const COMMANDS: Record<string, Command> = {
   keygen: {
     spec: { name: 'taskmesh keygen', usage: ['<file>'], summary: 'Write a new swarm key for a private network (never overwrites a file).', positionals: ['file'], options: {} },
     run: runKeygen
+  }
+}
+
+/** `taskmesh cancel|retry|pause|resume <id>`: one request, the updated record as JSON. */
+function commandOf (name: 'cancel' | 'retry' | 'pause' | 'resume', summary: string): Command {
+  return {
+    spec: { name: `taskmesh ${name}`, usage: ['<id>'], summary, positionals: ['id'], options: { ...clientOptions } },
+    run: async (args, io) => await withClient(args, io, async client => {
+      io.stdout(json(await client[name](args.positionals[0]!)))
+      return 0
+    })
   }
 }
 
@@ -398,6 +404,13 @@ async function startOptions (args: ParsedArgs): Promise<NodeOptions> {
   if (removeAfter !== undefined) options.removeAfterMs = removeAfter
   const drainGrace = durationOption(args, 'drain-grace')
   if (drainGrace !== undefined) options.drainGraceMs = drainGrace
+  const limits = args.strings('limit')
+  if (limits.length > 0) options.typeLimits = typeLimitsOption(args, limits)
+  const retention = durationOption(args, 'retention')
+  if (retention !== undefined) {
+    if (retention < 1000) throw args.error(`--retention: at least 1s (a finished task must stay readable for a moment)`)
+    options.retentionMs = retention
+  }
 
   // Files last: every usage error above is reported before anything is read.
   const apiToken = args.string('api-token')
@@ -408,6 +421,18 @@ async function startOptions (args: ParsedArgs): Promise<NodeOptions> {
     options.swarmKey = await readSwarmKeyFile(resolve(swarmKey))
   }
   return options
+}
+
+/** `--limit type=N`, repeatable; a type given twice keeps the last N. */
+function typeLimitsOption (args: ParsedArgs, values: string[]): Record<string, number> {
+  const limits: Record<string, number> = Object.create(null)
+  for (const value of values) {
+    const match = /^([A-Za-z0-9_.:-]{1,64})=(\d{1,9})$/.exec(value)
+    const count = match === null ? null : parseInteger(match[2]!, 1)
+    if (match === null || count === null) throw args.error(`--limit: '${value}' is not type=N (a task type and a whole number ≥ 1)`)
+    limits[match[1]!] = count
+  }
+  return { ...limits }
 }
 
 /** `host:port`, a bare port (loopback), or `none`. */
@@ -706,6 +731,26 @@ async function runSubmit (args: ParsedArgs, io: Io): Promise<number> {
   if (cron !== undefined && every !== undefined) throw args.error('give --cron or --every, not both')
   if (cron !== undefined) body.cron = cron
   if (every !== undefined) body.every = every
+  const timezone = args.string('tz')
+  const catchUp = args.string('catch-up')
+  const overlap = args.string('overlap')
+  if (cron === undefined && every === undefined) {
+    for (const [name, value] of [['tz', timezone], ['catch-up', catchUp], ['overlap', overlap]] as const) {
+      if (value !== undefined) throw args.error(`--${name} applies to a schedule only (give --cron or --every)`)
+    }
+  }
+  if (timezone !== undefined) {
+    if (cron === undefined) throw args.error('--tz applies to --cron only')
+    body.timezone = timezone
+  }
+  if (catchUp !== undefined) {
+    if (catchUp !== 'latest' && catchUp !== 'all') throw args.error(`--catch-up: '${catchUp}' is not latest or all`)
+    body.catchUp = catchUp
+  }
+  if (overlap !== undefined) {
+    if (overlap !== 'allow' && overlap !== 'forbid') throw args.error(`--overlap: '${overlap}' is not allow or forbid`)
+    body.overlap = overlap
+  }
   const attempts = integerOption(args, 'attempts', 1)
   if (attempts !== undefined) body.maxAttempts = attempts
   const backoff = args.string('backoff')
