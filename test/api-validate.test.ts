@@ -3,7 +3,7 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { formatDurationMs, parseDurationMs } from '../src/core/duration.js'
-import { DEFAULT_BACKOFF, validateBatchBody, validateCreateBody, type CreateValidation } from '../src/api/validate.js'
+import { checkScheduleSpec, CREATE_LIMITS, DEFAULT_BACKOFF, validateBatchBody, validateCreateBody, type CreateValidation } from '../src/api/validate.js'
 import type { TaskSpec } from '../src/core/types.js'
 
 const limits = { payloadBytesMax: 1024 }
@@ -50,7 +50,7 @@ test('a minimal body gets the defaults', () => {
   const spec = accept({ type: 'resize' })
   assert.equal(spec, {
     type: 'resize', payload: null, priority: 0, runAtMs: null, delayMs: null, maxAttempts: 1,
-    backoff: DEFAULT_BACKOFF, timeoutMs: null, idempotencyKey: null, dependsOn: []
+    backoff: DEFAULT_BACKOFF, timeoutMs: null, idempotencyKey: null, dependsOn: [], schedule: null
   })
 })
 
@@ -68,6 +68,7 @@ test('a full body is carried over', () => {
   assert.is(spec.timeoutMs, 30_000)
   assert.is(spec.idempotencyKey, 'k-1')
   assert.equal(spec.dependsOn, ['a', 'b@123'])
+  assert.is(spec.schedule, null)
 })
 
 test('the body must be an object', () => {
@@ -132,9 +133,81 @@ test('delay and runAt', () => {
   reject({ type: 'a', runAt: '2099-01-01T00:00:00Z' }, 'runAt', 'invalid_input', nowMs)
 })
 
-test('schedules are refused for now', () => {
-  assert.is(reject({ type: 'a', cron: '* * * * *' }, 'cron'), 'cron: schedules (cron/every) are not supported yet')
-  reject({ type: 'a', every: '5s' }, 'every')
+test('every: a fixed-interval schedule with the default policies', () => {
+  const spec = accept({ type: 'a', every: '5s' })
+  assert.equal(spec.schedule, { cron: null, timezone: null, everyMs: 5000, catchUp: 'latest', overlap: 'allow' })
+  assert.is(spec.delayMs, null)
+  assert.is(spec.runAtMs, null)
+  assert.is(accept({ type: 'a', every: 1000 }).schedule?.everyMs, 1000)
+  assert.is(accept({ type: 'a', every: '1d' }).schedule?.everyMs, 86_400_000)
+  assert.match(reject({ type: 'a', every: '999ms' }, 'every'), /at least 1s/)
+  reject({ type: 'a', every: 0 }, 'every')
+  reject({ type: 'a', every: 'often' }, 'every')
+  reject({ type: 'a', every: -5 }, 'every')
+  reject({ type: 'a', every: '99999d' }, 'every')
+  assert.is(CREATE_LIMITS.everyMsMin, 1000)
+})
+
+test('cron: 5 or 6 fields and nicknames, checked by croner; UTC unless a time zone is given', () => {
+  assert.equal(accept({ type: 'a', cron: '*/5 * * * *' }).schedule, { cron: '*/5 * * * *', timezone: null, everyMs: null, catchUp: 'latest', overlap: 'allow' })
+  assert.is(accept({ type: 'a', cron: '*/2 * * * * *' }).schedule?.cron, '*/2 * * * * *', 'six fields, seconds first')
+  assert.is(accept({ type: 'a', cron: '  0  9 * * 1-5 ' }).schedule?.cron, '0 9 * * 1-5', 'spaces normalised')
+  assert.is(accept({ type: 'a', cron: '@daily' }).schedule?.cron, '@daily')
+  assert.is(accept({ type: 'a', cron: '0 9 * * MON-FRI', timezone: 'Europe/Paris' }).schedule?.timezone, 'Europe/Paris')
+  assert.is(accept({ type: 'a', cron: '0 9 * * *', timezone: 'UTC' }).schedule?.timezone, 'UTC')
+  for (const bad of ['', '   ', 'bad', '* * * *', '* * * * * * *', '61 * * * *', '* 25 * * *', '* * 32 * *', '* * * 13 *', 'x'.repeat(300), 5, ['*']]) {
+    reject({ type: 'a', cron: bad }, 'cron')
+  }
+  assert.match(reject({ type: 'a', cron: '61 * * * *' }, 'cron'), /minute/)
+  assert.match(reject({ type: 'a', cron: '0 0 30 2 *' }, 'cron'), /never matches/)
+})
+
+test('timezone: an IANA zone, for cron only', () => {
+  for (const bad of ['Mars/Olympus', 'Europe/Pariss', '', 'x'.repeat(65), 3]) {
+    reject({ type: 'a', cron: '0 9 * * *', timezone: bad }, 'timezone')
+  }
+  assert.match(reject({ type: 'a', every: '1m', timezone: 'Europe/Paris' }, 'timezone'), /only applies to cron/)
+  assert.match(reject({ type: 'a', timezone: 'Europe/Paris' }, 'timezone'), /only applies to a schedule/)
+})
+
+test('catchUp and overlap: the policies of a schedule', () => {
+  const spec = accept({ type: 'a', every: '10s', catchUp: 'all', overlap: 'forbid' })
+  assert.is(spec.schedule?.catchUp, 'all')
+  assert.is(spec.schedule?.overlap, 'forbid')
+  assert.is(accept({ type: 'a', every: '10s', catchUp: 'latest', overlap: 'allow' }).schedule?.catchUp, 'latest')
+  assert.is(accept({ type: 'a', every: '10s', catchUp: null }).schedule?.catchUp, 'latest', 'null is the default')
+  for (const bad of ['some', 'ALL', 1, true]) reject({ type: 'a', every: '10s', catchUp: bad }, 'catchUp')
+  for (const bad of ['deny', 'Allow', 0]) reject({ type: 'a', every: '10s', overlap: bad }, 'overlap')
+  reject({ type: 'a', catchUp: 'all' }, 'catchUp')
+  reject({ type: 'a', overlap: 'forbid' }, 'overlap')
+})
+
+test('a schedule: cron and every are exclusive; no delay, runAt or dependsOn; the occurrence options carry over', () => {
+  assert.match(reject({ type: 'a', cron: '* * * * *', every: '1m' }, 'cron'), /either cron or every/)
+  reject({ type: 'a', every: '1m', delay: '5s' }, 'delay')
+  reject({ type: 'a', cron: '* * * * *', runAt: '2030-01-31T12:00:00Z' }, 'runAt')
+  reject({ type: 'a', every: '1m', dependsOn: ['t1'] }, 'dependsOn')
+  const spec = accept({ type: 'a', payload: { n: 1 }, every: '1m', priority: 5, maxAttempts: 3, backoff: 'fixed:1s', timeout: '10s', idempotencyKey: 'nightly' })
+  assert.is(spec.priority, 5)
+  assert.is(spec.maxAttempts, 3)
+  assert.is(spec.timeoutMs, 10_000)
+  assert.is(spec.idempotencyKey, 'nightly', 'a key makes creating a schedule idempotent')
+  assert.equal(spec.payload, { n: 1 })
+  // null means absent, as for every optional field.
+  assert.is(accept({ type: 'a', every: '1m', delay: null, dependsOn: null }).schedule?.everyMs, 60_000)
+})
+
+test('checkScheduleSpec: the library form (milliseconds) by the same rules', () => {
+  const every = checkScheduleSpec({ everyMs: 2000 })
+  assert.ok(every.ok && every.schedule.everyMs === 2000 && every.schedule.catchUp === 'latest' && every.schedule.overlap === 'allow')
+  const cron = checkScheduleSpec({ cron: '0 * * * *', timezone: 'America/New_York', catchUp: 'all', overlap: 'forbid' })
+  assert.ok(cron.ok && cron.schedule.timezone === 'America/New_York' && cron.schedule.catchUp === 'all')
+  const none = checkScheduleSpec({})
+  assert.ok(!none.ok && none.error.message.startsWith('schedule:'))
+  const both = checkScheduleSpec({ cron: '* * * * *', everyMs: 1000 })
+  assert.ok(!both.ok && both.error.message.startsWith('cron:'))
+  const fast = checkScheduleSpec({ everyMs: 10 })
+  assert.ok(!fast.ok && fast.error.message.startsWith('every:'))
 })
 
 test('maxAttempts', () => {
@@ -226,8 +299,8 @@ function mulberry32 (seed: number): () => number {
   }
 }
 
-const FIELDS = ['type', 'payload', 'priority', 'delay', 'runAt', 'cron', 'every', 'maxAttempts', 'backoff', 'timeout', 'idempotencyKey', 'dependsOn', 'tasks', 'maxDelay', '__proto__', 'constructor']
-const STRINGS = ['', 'a', '5s', '1.5m', 'exp:1s:1m', 'fixed:0', 'exp:2s:1s', '2030-01-01T00:00:00Z', '-1', 'NaN', '\u0000', '🚀', 'x'.repeat(300), 'fixed', 'exponential', 'toString', '__proto__']
+const FIELDS = ['type', 'payload', 'priority', 'delay', 'runAt', 'cron', 'every', 'timezone', 'catchUp', 'overlap', 'maxAttempts', 'backoff', 'timeout', 'idempotencyKey', 'dependsOn', 'tasks', 'maxDelay', '__proto__', 'constructor']
+const STRINGS = ['', 'a', '5s', '1.5m', '* * * * *', '0 0 30 2 *', 'Europe/Paris', 'Nowhere/Zone', 'all', 'latest', 'forbid', 'allow', 'exp:1s:1m', 'fixed:0', 'exp:2s:1s', '2030-01-01T00:00:00Z', '-1', 'NaN', '\u0000', '🚀', 'x'.repeat(300), 'fixed', 'exponential', 'toString', '__proto__']
 
 function junk (random: () => number, depth: number): unknown {
   const pick = Math.floor(random() * 16)

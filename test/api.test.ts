@@ -7,9 +7,9 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { Client, TaskmeshError } from '../src/api/client.js'
 import { dashboardHtml, isLoopbackHost, startHttpApi, type HttpApiOptions } from '../src/api/http.js'
-import type { NodeApi, TaskEvent } from '../src/api/node-api.js'
+import type { NodeApi, TaskEvent, TaskView } from '../src/api/node-api.js'
 import type { PublicRecord } from '../src/api/present.js'
-import type { ClusterView, ListPage, ListQuery, Rejection, SubmitOutcome, TaskRecord, TaskSpec, TaskState } from '../src/core/types.js'
+import type { ClusterView, CommandOutcome, ListPage, ListQuery, Rejection, SubmitOutcome, TaskCommand, TaskRecord, TaskSpec, TaskState } from '../src/core/types.js'
 import { silentLogger } from '../src/runtime/log.js'
 
 const TERMINAL: ReadonlySet<string> = new Set(['succeeded', 'dead', 'cancelled', 'aborted'])
@@ -25,6 +25,11 @@ class MemoryNode implements NodeApi {
   rejectNext: Rejection | null = null
   /** Set to make the next call of any method throw this. */
   throwNext: unknown = null
+  /** Set to make the next command reject with this. */
+  rejectCommandNext: Rejection | null = null
+  /** Why a task is not running yet, as the core would say on a read. */
+  waiting = new Map<string, string>()
+  commandCalls: Array<[string, TaskCommand]> = []
   listeners = new Set<(event: TaskEvent) => void>()
   #waiters = new Set<() => void>()
   #sequence = 0
@@ -52,14 +57,19 @@ class MemoryNode implements NodeApi {
     })
   }
 
-  async get (id: string): Promise<TaskRecord | null> {
-    this.#maybeThrow()
-    return this.records.get(id) ?? null
+  #view (id: string): TaskView | null {
+    const record = this.records.get(id)
+    return record === undefined ? null : { record, waiting: this.waiting.get(id) ?? null }
   }
 
-  async wait (id: string, timeoutMs: number): Promise<TaskRecord | null> {
+  async get (id: string): Promise<TaskView | null> {
+    this.#maybeThrow()
+    return this.#view(id)
+  }
+
+  async wait (id: string, timeoutMs: number): Promise<TaskView | null> {
     const record = this.records.get(id)
-    if (record === undefined || TERMINAL.has(record.state)) return record ?? null
+    if (record === undefined || TERMINAL.has(record.state)) return this.#view(id)
     return await new Promise(resolve => {
       const check = (): void => {
         const now = this.records.get(id)!
@@ -68,7 +78,7 @@ class MemoryNode implements NodeApi {
       const done = (): void => {
         clearTimeout(timer)
         this.#waiters.delete(check)
-        resolve(this.records.get(id) ?? null)
+        resolve(this.#view(id))
       }
       // Unreferenced: a long poll the test abandons must not keep the test process alive.
       const timer = setTimeout(done, timeoutMs)
@@ -86,18 +96,35 @@ class MemoryNode implements NodeApi {
     return { tasks, next }
   }
 
-  async cancel (id: string): Promise<TaskRecord | null> {
+  /** The core's rules, in short: enough to give every answer of the command routes. */
+  async command (id: string, command: TaskCommand): Promise<CommandOutcome> {
+    this.#maybeThrow()
+    this.commandCalls.push([id, command])
+    if (this.rejectCommandNext !== null) {
+      const error = this.rejectCommandNext
+      this.rejectCommandNext = null
+      return { ok: false, error }
+    }
     const record = this.records.get(id)
-    if (record === undefined) return null
-    if (!TERMINAL.has(record.state)) this.transition(id, 'cancelled')
-    return this.records.get(id)!
-  }
-
-  async retry (id: string): Promise<TaskRecord | null> {
-    const record = this.records.get(id)
-    if (record === undefined) return null
-    if (record.state === 'dead') this.transition(id, 'queued')
-    return this.records.get(id)!
+    if (record === undefined || record.state === 'aborted') return { ok: false, error: { code: 'not_found', message: `task ${id} not found` } }
+    const conflict = (why: string): CommandOutcome => ({ ok: false, error: { code: 'conflict', message: `${command}: ${why}` } })
+    switch (command) {
+      case 'cancel':
+        if (record.state === 'cancelled') return { ok: true, record }
+        if (TERMINAL.has(record.state)) return conflict(`task ${id} already ${record.state}`)
+        return { ok: true, record: this.transition(id, 'cancelled') }
+      case 'retry':
+        if (record.state !== 'dead' && record.state !== 'cancelled') return conflict(`task ${id} is ${record.state}, not dead or cancelled`)
+        this.records.set(id, { ...record, generation: record.generation + 1, retryBase: record.attempt })
+        return { ok: true, record: this.transition(id, 'queued') }
+      case 'pause':
+      case 'resume': {
+        if (record.schedule === null) return conflict(`task ${id} is not a schedule`)
+        const next = { ...record, schedule: { ...record.schedule, paused: command === 'pause', revision: record.schedule.revision + 1 } }
+        this.records.set(id, next)
+        return { ok: true, record: next }
+      }
+    }
   }
 
   cluster (): ClusterView {
@@ -158,6 +185,8 @@ class MemoryNode implements NodeApi {
       runAtMs: spec.runAtMs ?? this.#clockMs + (spec.delayMs ?? 0), createdAtMs: this.#clockMs,
       startedAtMs: null, finishedAtMs: null, result: null, error: null, idempotencyKey: spec.idempotencyKey,
       dependsOn: spec.dependsOn, scheduleId: null,
+      schedule: spec.schedule === null ? null : { ...spec.schedule, paused: false, firedUpToMs: 0, lastOccurrence: null, fired: 0, skipped: 0, revision: 0 },
+      generation: 0, retryBase: 0, progress: null,
       history: [{ state: 'queued', atMs: this.#clockMs, node: 'peer-a', attempt: 0 }]
     } as TaskRecord
     this.records.set(id, record)
@@ -277,7 +306,9 @@ test('POST /v1/tasks: invalid input is 400 naming the field; node rejections kee
   await withServer({}, async ({ url, node }) => {
     assertError(await call(url, 'POST', '/v1/tasks', { type: 'a', priority: 5000 }), 400, 'invalid_input', /^priority: must be an integer between -1000 and 1000$/)
     assertError(await call(url, 'POST', '/v1/tasks', { type: 'a', colour: 'red' }), 400, 'invalid_input', /^colour: unknown field/)
-    assertError(await call(url, 'POST', '/v1/tasks', { type: 'a', cron: '* * * * *' }), 400, 'invalid_input', /not supported yet/)
+    assertError(await call(url, 'POST', '/v1/tasks', { type: 'a', cron: '61 * * * *' }), 400, 'invalid_input', /^cron: .*minute/)
+    assertError(await call(url, 'POST', '/v1/tasks', { type: 'a', cron: '0 9 * * *', timezone: 'Mars/Olympus' }), 400, 'invalid_input', /^timezone:/)
+    assertError(await call(url, 'POST', '/v1/tasks', { type: 'a', cron: '* * * * *', every: '1m' }), 400, 'invalid_input', /^cron: give either/)
     assertError(await call(url, 'POST', '/v1/tasks', { type: 'a', payload: 'x'.repeat(2000) }), 413, 'too_large', /^payload:/)
     assert.is(node.submitCalls.length, 0)
 
@@ -360,9 +391,10 @@ test('POST /v1/tasks/batch: order kept, errors per item, one submit for all vali
       tasks: [{ type: 'a' }, { type: 'b', priority: 'high' }, { type: 'c', idempotencyKey: 'x' }, { nope: 1 }, { type: 'e' }]
     })
     assert.is(answer.status, 200, answer.text)
-    const tasks = answer.body.tasks as Array<{ type?: string, error?: { code: string, message: string } }>
+    const tasks = answer.body.tasks as Array<{ type?: string, created?: boolean, error?: { code: string, message: string } }>
     assert.is(tasks.length, 5)
     assert.is(tasks[0]!.type, 'a')
+    assert.is(tasks[0]!.created, true)
     assert.is(tasks[1]!.error!.code, 'invalid_input')
     assert.match(tasks[1]!.error!.message, /^priority:/)
     assert.is(tasks[2]!.type, 'c')
@@ -370,6 +402,8 @@ test('POST /v1/tasks/batch: order kept, errors per item, one submit for all vali
     assert.is(tasks[4]!.type, 'e')
     assert.is(node.submitCalls.length, 1)
     assert.equal(node.submitCalls[0]!.map(spec => spec.type), ['a', 'c', 'e'])
+    const again = await call(url, 'POST', '/v1/tasks/batch', { tasks: [{ type: 'c', idempotencyKey: 'x' }, { type: 'f' }] })
+    assert.equal(again.body.tasks.map((item: any) => [item.id, item.created]), [[tasks[2]!.type === 'c' ? 't2' : '?', false], ['t4', true]], 'a known key is the existing task, created: false')
 
     node.rejectNext = { code: 'no_quorum', message: 'no quorum' }
     const rejected = await call(url, 'POST', '/v1/tasks/batch', { tasks: [{ type: 'a' }, { type: 'b' }] })
@@ -452,17 +486,103 @@ test('GET /v1/tasks: query validated into a ListQuery, pages with next', async (
   })
 })
 
-test('cancel and retry answer the updated record', async () => {
+test('cancel and retry answer the updated record; a retried task shows its generation', async () => {
   await withServer({}, async ({ url, node }) => {
     await call(url, 'POST', '/v1/tasks', { type: 'a' })
     const cancelled = await call(url, 'POST', '/v1/tasks/t1/cancel')
     assert.is(cancelled.status, 200)
     assert.is(cancelled.body.state, 'cancelled')
+    assert.not.ok('generation' in cancelled.body)
     await call(url, 'POST', '/v1/tasks', { type: 'a' })
     node.transition('t2', 'dead')
     const retried = await call(url, 'POST', '/v1/tasks/t2/retry', {})
+    assert.is(retried.status, 200)
     assert.is(retried.body.state, 'queued')
+    assert.is(retried.body.generation, 1)
     assertError(await call(url, 'POST', '/v1/tasks/zzz/retry'), 404, 'not_found')
+    assert.equal(node.commandCalls, [['t1', 'cancel'], ['t2', 'retry'], ['zzz', 'retry']])
+  })
+})
+
+test('commands: 409 conflict when the state does not allow it, 503 without a quorum, 400 for a bad id, 405 for GET', async () => {
+  await withServer({}, async ({ url, node }) => {
+    await call(url, 'POST', '/v1/tasks', { type: 'a' })
+    assertError(await call(url, 'POST', '/v1/tasks/t1/retry'), 409, 'conflict', /not dead or cancelled/)
+    assertError(await call(url, 'POST', '/v1/tasks/t1/pause'), 409, 'conflict', /not a schedule/)
+    assertError(await call(url, 'POST', '/v1/tasks/t1/resume'), 409, 'conflict', /not a schedule/)
+    node.transition('t1', 'succeeded')
+    assertError(await call(url, 'POST', '/v1/tasks/t1/cancel'), 409, 'conflict', /already succeeded/)
+    node.rejectCommandNext = { code: 'no_quorum', message: 'cancel: no write quorum (1 of 3 replicas)' }
+    assertError(await call(url, 'POST', '/v1/tasks/t1/cancel'), 503, 'no_quorum', /quorum/)
+    assertError(await call(url, 'POST', '/v1/tasks/bad%20id/cancel'), 400, 'invalid_input', /^id:/)
+    const wrong = await call(url, 'GET', '/v1/tasks/t1/pause')
+    assertError(wrong, 405, 'method_not_allowed')
+    assert.is(wrong.headers.get('allow'), 'POST')
+    assertError(await call(url, 'POST', '/v1/tasks/t1/cancel', 'x'.repeat(100), { 'content-type': 'text/plain' }), 400, 'invalid_input', /^content-type:/)
+  })
+})
+
+test('a schedule: created 201 with its schedule shown; pause, resume, DELETE; occurrences listed by ?schedule=', async () => {
+  await withServer({}, async ({ url, node }) => {
+    const created = await call(url, 'POST', '/v1/tasks', { type: 'report', every: '90s', catchUp: 'all', overlap: 'forbid' })
+    assert.is(created.status, 201, created.text)
+    assert.equal(created.body.schedule, {
+      cron: null, every: 90_000, everyText: '1.5m', timezone: null, catchUp: 'all', overlap: 'forbid',
+      paused: false, firedUpTo: null, lastOccurrence: null, fired: 0, skipped: 0
+    })
+    assert.equal(node.submitCalls[0]![0]!.schedule, { cron: null, timezone: null, everyMs: 90_000, catchUp: 'all', overlap: 'forbid' })
+    const cron = await call(url, 'POST', '/v1/tasks', { type: 'report', cron: '0 9 * * 1-5', timezone: 'Europe/Paris' })
+    assert.equal(cron.body.schedule.cron, '0 9 * * 1-5')
+    assert.is(cron.body.schedule.timezone, 'Europe/Paris')
+    assert.is(cron.body.schedule.every, null)
+    assert.is(cron.body.schedule.catchUp, 'latest')
+
+    const paused = await call(url, 'POST', '/v1/tasks/t1/pause')
+    assert.is(paused.status, 200)
+    assert.is(paused.body.schedule.paused, true)
+    const resumed = await call(url, 'POST', '/v1/tasks/t1/resume', {})
+    assert.is(resumed.body.schedule.paused, false)
+
+    // The watermark and counters, as the core fills them in.
+    const record = node.records.get('t1')!
+    node.records.set('t1', { ...record, schedule: { ...record.schedule!, firedUpToMs: T0 + 90_000, lastOccurrence: `t1@${T0 + 90_000}`, fired: 3, skipped: 1 } })
+    const read = await call(url, 'GET', '/v1/tasks/t1')
+    assert.is(read.body.schedule.firedUpTo, new Date(T0 + 90_000).toISOString())
+    assert.is(read.body.schedule.lastOccurrence, `t1@${T0 + 90_000}`)
+    assert.is(read.body.schedule.fired, 3)
+    assert.is(read.body.schedule.skipped, 1)
+
+    const deleted = await call(url, 'DELETE', '/v1/tasks/t1')
+    assert.is(deleted.status, 200)
+    assert.is(deleted.body.state, 'cancelled')
+    assert.equal(node.commandCalls.map(([, command]) => command), ['pause', 'resume', 'cancel'])
+    assertError(await call(url, 'DELETE', '/v1/tasks/nope'), 404, 'not_found')
+
+    const occurrences = await call(url, 'GET', '/v1/tasks?schedule=t1')
+    assert.is(occurrences.status, 200)
+    assertError(await call(url, 'GET', '/v1/tasks?schedule=a%20b'), 400, 'invalid_input', /^schedule:/)
+  })
+})
+
+test('a record shows progress when reported and waiting while it cannot run; neither once finished', async () => {
+  await withServer({}, async ({ url, node }) => {
+    await call(url, 'POST', '/v1/tasks', { type: 'gpu' })
+    let read = await call(url, 'GET', '/v1/tasks/t1')
+    assert.not.ok('progress' in read.body)
+    assert.not.ok('waiting' in read.body)
+    assert.not.ok('schedule' in read.body)
+    node.waiting.set('t1', 'no node can run type "gpu"')
+    read = await call(url, 'GET', '/v1/tasks/t1')
+    assert.is(read.body.waiting, 'no node can run type "gpu"')
+    const waited = await call(url, 'GET', '/v1/tasks/t1?wait=10ms')
+    assert.is(waited.body.waiting, 'no node can run type "gpu"', 'a long poll shows it too')
+    node.records.set('t1', { ...node.records.get('t1')!, state: 'running', progress: 42.5 })
+    read = await call(url, 'GET', '/v1/tasks/t1')
+    assert.is(read.body.progress, 42.5)
+    node.transition('t1', 'succeeded')
+    read = await call(url, 'GET', '/v1/tasks/t1')
+    assert.not.ok('waiting' in read.body, 'a finished task waits for nothing')
+    assert.is(read.body.progress, 42.5)
   })
 })
 
@@ -521,9 +641,9 @@ test('unknown route 404, wrong method 405 with Allow', async () => {
   await withServer({}, async ({ url }) => {
     assertError(await call(url, 'GET', '/v2/tasks'), 404, 'not_found')
     assertError(await call(url, 'GET', '/v1/tasks/'), 404, 'not_found')
-    const wrong = await call(url, 'DELETE', '/v1/tasks/t1')
+    const wrong = await call(url, 'PATCH', '/v1/tasks/t1')
     assertError(wrong, 405, 'method_not_allowed')
-    assert.is(wrong.headers.get('allow'), 'GET')
+    assert.is(wrong.headers.get('allow'), 'GET, DELETE')
     assertError(await call(url, 'GET', '/v1/tasks/batch'), 405, 'method_not_allowed')
     assertError(await call(url, 'PUT', '/v1/tasks', { type: 'a' }), 405, 'method_not_allowed')
     assertError(await call(url, 'OPTIONS', '/v1/tasks'), 405, 'method_not_allowed')
@@ -695,6 +815,12 @@ test('Client: round trips every call', async () => {
     await call(url, 'POST', '/v1/tasks', { type: 'x' }, { authorization: 'Bearer tok' })
     node.transition('t4', 'dead')
     assert.is((await client.retry('t4')).state, 'queued')
+    const schedule = await client.submit({ type: 'tick', every: '1m', overlap: 'forbid' })
+    assert.is((await client.pause(schedule.id)).schedule?.paused, true)
+    assert.is((await client.resume(schedule.id)).schedule?.paused, false)
+    const conflict = await client.pause('t4').catch((error: unknown) => error) as TaskmeshError
+    assert.is(conflict.code, 'conflict')
+    assert.is(conflict.status, 409)
     assert.is((await client.cluster()).self, 'peer-a')
     await client.drain()
     assert.is(node.drainCalls, 1)

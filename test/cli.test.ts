@@ -188,6 +188,21 @@ test('run: usage errors answer 2 and say what is wrong', async () => {
     [['submit', 'shell', '--delay', '1s', '--run-at', '2030-01-01T00:00:00Z'], '--delay or --run-at'],
     [['submit', 'shell', '--cron', '* * * * *', '--every', '1m'], '--cron or --every'],
     [['submit', 'shell', '--every', '1m', '--wait'], '--wait'],
+    [['submit', 'shell', '--every', '1m', '--delay', '5s'], '--delay does not apply to a schedule'],
+    [['submit', 'shell', '--cron', '* * * * *', '--run-at', '2030-01-01T00:00:00Z'], '--run-at does not apply to a schedule'],
+    [['submit', 'shell', '--every', '1m', '--after', 't1'], '--after does not apply to a schedule'],
+    [['submit', 'shell', '--tz', 'Europe/Paris'], '--tz applies to a schedule only'],
+    [['submit', 'shell', '--every', '1m', '--tz', 'Europe/Paris'], '--tz applies to --cron only'],
+    [['submit', 'shell', '--catch-up', 'all'], '--catch-up applies to a schedule only'],
+    [['submit', 'shell', '--every', '1m', '--catch-up', 'some'], "--catch-up: 'some' is not latest or all"],
+    [['submit', 'shell', '--every', '1m', '--overlap', 'deny'], "--overlap: 'deny' is not allow or forbid"],
+    [['pause'], 'missing <id>'],
+    [['resume', 'a', 'b'], "unexpected argument 'b'"],
+    [['start', '--limit', 'gpu'], "--limit: 'gpu' is not type=N"],
+    [['start', '--limit', 'gpu=0'], "--limit: 'gpu=0' is not type=N"],
+    [['start', '--limit', 'bad type=2'], '--limit'],
+    [['start', '--retention', 'forever'], '--retention'],
+    [['start', '--retention', '10ms'], '--retention: at least 1s'],
     [['list', '--limit', '0'], '--limit'],
     [['status'], 'missing <id>'],
     [['status', 'a', 'b'], "unexpected argument 'b'"],
@@ -386,9 +401,12 @@ test('submit: a schedule, the token from $TASKMESH_TOKEN, the node from $TASKMES
     const tokenFile = join(tempDir(), 'token')
     writeFileSync(tokenFile, '  sesame\n')
     const io = captureIo({ TASKMESH_NODE: node.url, TASKMESH_TOKEN: tokenFile })
-    assert.is(await run(['submit', 'report', '--cron', '*/5 * * * *', '--run-at', '2030-01-01T00:00:00Z'], io), 0, io.err)
+    assert.is(await run(['submit', 'report', '--cron', '0 9 * * 1-5', '--tz', 'Europe/Paris', '--catch-up', 'all', '--overlap', 'forbid', '--key', 'daily-report'], io), 0, io.err)
     assert.is(io.out, 's-1\n')
-    assert.equal(node.exchanges[0]!.body, { type: 'report', cron: '*/5 * * * *', runAt: '2030-01-01T00:00:00Z' })
+    assert.equal(node.exchanges[0]!.body, { type: 'report', cron: '0 9 * * 1-5', timezone: 'Europe/Paris', catchUp: 'all', overlap: 'forbid', idempotencyKey: 'daily-report' })
+    const every = captureIo({ TASKMESH_NODE: node.url })
+    assert.is(await run(['submit', 'tick', '--every', '30s', '--attempts', '2'], every), 0, every.err)
+    assert.equal(node.exchanges[1]!.body, { type: 'tick', every: '30s', maxAttempts: 2 })
     assert.is(node.exchanges[0]!.headers.authorization, 'Bearer sesame')
   } finally {
     await node.close()
@@ -417,10 +435,13 @@ test('submit --wait: prints the final record; exit 0 only when it succeeded', as
   }
 })
 
-test('status, cancel, retry: print the record as indented JSON', async () => {
+test('status, cancel, retry, pause, resume: print the record as indented JSON', async () => {
   const node = await standInNode(exchange => ({ status: 200, body: record({ state: exchange.url.endsWith('/cancel') ? 'cancelled' : 'queued' }) }))
   try {
-    for (const [command, path, method] of [['status', '/v1/tasks/t-1', 'GET'], ['cancel', '/v1/tasks/t-1/cancel', 'POST'], ['retry', '/v1/tasks/t-1/retry', 'POST']] as const) {
+    for (const [command, path, method] of [
+      ['status', '/v1/tasks/t-1', 'GET'], ['cancel', '/v1/tasks/t-1/cancel', 'POST'], ['retry', '/v1/tasks/t-1/retry', 'POST'],
+      ['pause', '/v1/tasks/t-1/pause', 'POST'], ['resume', '/v1/tasks/t-1/resume', 'POST']
+    ] as const) {
       const io = captureIo()
       assert.is(await run([command, 't-1', '--node', node.url], io), 0, io.err)
       assert.equal(JSON.parse(io.out), record({ state: command === 'cancel' ? 'cancelled' : 'queued' }))

@@ -731,6 +731,11 @@ async function runSubmit (args: ParsedArgs, io: Io): Promise<number> {
   if (cron !== undefined && every !== undefined) throw args.error('give --cron or --every, not both')
   if (cron !== undefined) body.cron = cron
   if (every !== undefined) body.every = every
+  if (cron !== undefined || every !== undefined) {
+    for (const [name, given] of [['delay', delay !== undefined], ['run-at', runAt !== undefined], ['after', args.strings('after').length > 0]] as const) {
+      if (given) throw args.error(`--${name} does not apply to a schedule (--cron, --every): its ticks are its start times`)
+    }
+  }
   const timezone = args.string('tz')
   const catchUp = args.string('catch-up')
   const overlap = args.string('overlap')
