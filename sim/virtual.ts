@@ -221,6 +221,10 @@ export function simulate (options: VirtualOptions): VirtualResult {
       case 'WakeAt':
         schedule({ atMs: Math.max(nowMs, effect.atMs - node.skewMs), kind: 'wake', node: node.index, incarnation: node.incarnation })
         return
+      case 'Forget':
+        node.disk.delete(effect.id)
+        return
+      case 'Abort':
       case 'Announce':
       case 'Log':
         return
@@ -237,7 +241,7 @@ export function simulate (options: VirtualOptions): VirtualResult {
   for (const node of nodes) start(node, 0)
   const specOf = (): TaskSpec => ({
     type: 'work', payload: null, priority: Math.floor(random() * 3), runAtMs: null, delayMs: random() < 0.1 ? Math.floor(random() * 2000) : null,
-    maxAttempts: 3, backoff: { kind: 'fixed', delayMs: 100, delayMsMax: 100 }, timeoutMs: null, idempotencyKey: null, dependsOn: []
+    maxAttempts: 3, backoff: { kind: 'fixed', delayMs: 100, delayMsMax: 100 }, timeoutMs: null, idempotencyKey: null, dependsOn: [], schedule: null
   })
   // Load: submits spread over phase 1, after the cluster has formed.
   const loadStartMs = 3000

@@ -42,6 +42,7 @@ export const STATUS_BY_CODE: Readonly<Record<ErrorCode | 'method_not_allowed', n
   exec_disabled: 400,
   unauthorized: 401,
   not_found: 404,
+  conflict: 409,
   method_not_allowed: 405,
   too_large: 413,
   rate_limited: 429,

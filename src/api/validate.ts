@@ -118,7 +118,8 @@ function createSpec (body: unknown, limits: CreateLimits, nowMs: number | undefi
     backoff: optional(fields.backoff, DEFAULT_BACKOFF, checkBackoff),
     timeoutMs: optional(fields.timeout, null, checkTimeout),
     idempotencyKey: optional(fields.idempotencyKey, null, checkIdempotencyKey),
-    dependsOn: optional(fields.dependsOn, [], checkDependsOn)
+    dependsOn: optional(fields.dependsOn, [], checkDependsOn),
+    schedule: null
   }
 
   if (present(fields.delay) && present(fields.runAt)) invalid('delay', 'give either delay or runAt, not both')

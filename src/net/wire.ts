@@ -3,7 +3,7 @@
 // not fit is refused with a reason, never thrown past this file. Objects are rebuilt field by
 // field, so unknown keys (including __proto__) never reach the core.
 import type { PeerMessage, TaskEventData } from '../core/protocol.js'
-import type { Backoff, Heartbeat, HistoryEntry, ListQuery, StoredEntry, StoredState, TaskRecord, TaskState } from '../core/types.js'
+import type { Backoff, CatchUpPolicy, Heartbeat, HistoryEntry, ListQuery, OverlapPolicy, ScheduleState, StoredEntry, StoredState, TaskRecord, TaskState } from '../core/types.js'
 
 export const WIRE_LIMITS = {
   idLength: 200,
@@ -122,6 +122,23 @@ function readHistoryEntry (value: unknown, path: string): HistoryEntry {
   return entry
 }
 
+function readScheduleState (value: unknown, path: string): ScheduleState {
+  const o = object(value, path)
+  return {
+    cron: nullableString(o.cron, `${path}.cron`, 256),
+    timezone: nullableString(o.timezone, `${path}.timezone`, 64),
+    everyMs: nullableFinite(o.everyMs, `${path}.everyMs`),
+    catchUp: oneOf<CatchUpPolicy>(o.catchUp, `${path}.catchUp`, new Set(['all', 'latest'])),
+    overlap: oneOf<OverlapPolicy>(o.overlap, `${path}.overlap`, new Set(['allow', 'forbid'])),
+    paused: boolean(o.paused, `${path}.paused`),
+    firedUpToMs: finite(o.firedUpToMs, `${path}.firedUpToMs`),
+    lastOccurrence: nullableString(o.lastOccurrence, `${path}.lastOccurrence`, WIRE_LIMITS.idLength),
+    fired: integer(o.fired, `${path}.fired`, 0, Number.MAX_SAFE_INTEGER),
+    skipped: integer(o.skipped, `${path}.skipped`, 0, Number.MAX_SAFE_INTEGER),
+    revision: integer(o.revision, `${path}.revision`, 0, Number.MAX_SAFE_INTEGER)
+  }
+}
+
 export function readRecord (value: unknown, path = 'record'): TaskRecord {
   const o = object(value, path)
   return {
@@ -148,6 +165,11 @@ export function readRecord (value: unknown, path = 'record'): TaskRecord {
     idempotencyKey: nullableString(o.idempotencyKey, `${path}.idempotencyKey`, 256),
     dependsOn: strings(o.dependsOn, `${path}.dependsOn`, WIRE_LIMITS.dependsOn, WIRE_LIMITS.idLength),
     scheduleId: nullableString(o.scheduleId, `${path}.scheduleId`, WIRE_LIMITS.idLength),
+    // Absent in records written before schedules and manual retries existed: defaults.
+    schedule: o.schedule === undefined || o.schedule === null ? null : readScheduleState(o.schedule, `${path}.schedule`),
+    generation: o.generation === undefined ? 0 : integer(o.generation, `${path}.generation`, 0, 1_000_000),
+    retryBase: o.retryBase === undefined ? 0 : integer(o.retryBase, `${path}.retryBase`, 0, 1_000_000),
+    progress: o.progress === undefined || o.progress === null ? null : finite(o.progress, `${path}.progress`, 0),
     history: array(o.history, `${path}.history`, WIRE_LIMITS.history).map((item, i) => readHistoryEntry(item, `${path}.history[${i}]`))
   }
 }
@@ -195,7 +217,7 @@ function readPeerMessage (value: unknown): PeerMessage {
       buckets: array(o.buckets, 'buckets', 1024).map((item, i) => integer(item, `buckets[${i}]`, 0, 1023)),
       keys: array(o.keys, 'keys', WIRE_LIMITS.idsPerMessage).map((item, i) => {
         const pair = array(item, `keys[${i}]`, 2)
-        const version = array(pair[1], `keys[${i}][1]`, 8).map((part, j) => integer(part, `keys[${i}][1][${j}]`, 0, Number.MAX_SAFE_INTEGER))
+        const version = array(pair[1], `keys[${i}][1]`, 16).map((part, j) => integer(part, `keys[${i}][1][${j}]`, 0, Number.MAX_SAFE_INTEGER))
         return [string(pair[0], `keys[${i}][0]`, WIRE_LIMITS.idLength, 1), version] as [string, number[]]
       })
     }

@@ -140,6 +140,7 @@ export class Driver {
         case 'Announce': this.#ports.announce(effect.events); break
         case 'WakeAt': this.#wakeAt(effect.atMs); break
         case 'Log': this.#log[effect.level](effect.event, effect.fields); break
+        case 'Abort': case 'Forget': break // wired in the runtime by the scheduling API change
         default: unreachable(effect)
       }
     }

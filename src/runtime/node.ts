@@ -453,7 +453,8 @@ function specOf (body: Partial<TaskSpec> & { type: string }): TaskSpec {
     backoff: body.backoff ?? { kind: 'exponential', delayMs: 1000, delayMsMax: 60_000 },
     timeoutMs: body.timeoutMs ?? null,
     idempotencyKey: body.idempotencyKey ?? null,
-    dependsOn: body.dependsOn ?? []
+    dependsOn: body.dependsOn ?? [],
+    schedule: body.schedule ?? null
   }
 }
 
