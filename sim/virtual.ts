@@ -171,10 +171,7 @@ export function simulate (options: VirtualOptions): VirtualResult {
     core.step(input)
     const effects = core.drain()
     // The runtime's contract: every Persist of a step is durable before its sends go out.
-    for (const effect of effects) {
-      if (effect.kind === 'Persist') persist(node, effect.entry)
-      else if (effect.kind === 'Forget') node.disk.delete(effect.id) // retention, same batch
-    }
+    for (const effect of effects) if (effect.kind === 'Persist') persist(node, effect.entry)
     for (const effect of effects) apply(node, effect)
   }
 
@@ -224,11 +221,12 @@ export function simulate (options: VirtualOptions): VirtualResult {
       case 'WakeAt':
         schedule({ atMs: Math.max(nowMs, effect.atMs - node.skewMs), kind: 'wake', node: node.index, incarnation: node.incarnation })
         return
+      case 'Forget':
+        node.disk.delete(effect.id)
+        return
+      case 'Abort':
       case 'Announce':
       case 'Log':
-      // Abort: the simulated run still finishes later; the core refuses that stale result.
-      case 'Abort':
-      case 'Forget':
         return
     }
   }

@@ -75,7 +75,7 @@ test('a failed attempt is retried after its backoff, then ends dead', () => {
   h.meet()
   const requestId = h.request('a', rid => ({
     kind: 'SubmitRequested', atMs: h.nowMs, requestId: rid,
-    items: [{ id: 'task-4', spec: { type: 'noop', payload: null, priority: 0, runAtMs: null, delayMs: null, maxAttempts: 2, backoff: { kind: 'fixed', delayMs: 500, delayMsMax: 500 }, timeoutMs: null, idempotencyKey: null, dependsOn: [] } }]
+    items: [{ id: 'task-4', spec: { type: 'noop', payload: null, priority: 0, runAtMs: null, delayMs: null, maxAttempts: 2, backoff: { kind: 'fixed', delayMs: 500, delayMsMax: 500 }, timeoutMs: null, idempotencyKey: null, dependsOn: [], schedule: null } }]
   }))
   assert.ok(submitReply(h, requestId).ok)
   const first = h.executions[0]!
@@ -96,7 +96,7 @@ test('a delayed task does not start before its time', () => {
   h.meet()
   const requestId = h.request('a', rid => ({
     kind: 'SubmitRequested', atMs: h.nowMs, requestId: rid,
-    items: [{ id: 'task-5', spec: { type: 'noop', payload: null, priority: 0, runAtMs: null, delayMs: 1000, maxAttempts: 1, backoff: { kind: 'fixed', delayMs: 10, delayMsMax: 10 }, timeoutMs: null, idempotencyKey: null, dependsOn: [] } }]
+    items: [{ id: 'task-5', spec: { type: 'noop', payload: null, priority: 0, runAtMs: null, delayMs: 1000, maxAttempts: 1, backoff: { kind: 'fixed', delayMs: 10, delayMsMax: 10 }, timeoutMs: null, idempotencyKey: null, dependsOn: [], schedule: null } }]
   }))
   const startMs = h.nowMs
   assert.ok(submitReply(h, requestId).ok)

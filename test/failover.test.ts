@@ -7,7 +7,7 @@ import { Harness } from './harness.js'
 function submitMany (h: Harness, node: string, ids: string[]): void {
   const requestId = h.request(node, rid => ({
     kind: 'SubmitRequested', atMs: h.nowMs, requestId: rid,
-    items: ids.map(id => ({ id, spec: { type: 'noop', payload: null, priority: 0, runAtMs: null, delayMs: null, maxAttempts: 1, backoff: { kind: 'fixed' as const, delayMs: 10, delayMsMax: 10 }, timeoutMs: null, idempotencyKey: null, dependsOn: [] } }))
+    items: ids.map(id => ({ id, spec: { type: 'noop', payload: null, priority: 0, runAtMs: null, delayMs: null, maxAttempts: 1, backoff: { kind: 'fixed' as const, delayMs: 10, delayMsMax: 10 }, timeoutMs: null, idempotencyKey: null, dependsOn: [], schedule: null } }))
   }))
   const reply = h.replies.get(requestId)
   assert.ok(reply?.kind === 'submit' && reply.outcomes.every(outcome => outcome.ok), 'all accepted')

@@ -73,7 +73,7 @@ export class Harness {
   submit (id: string, taskId: string, type = 'noop'): number {
     return this.request(id, requestId => ({
       kind: 'SubmitRequested', atMs: this.nowMs, requestId,
-      items: [{ id: taskId, spec: { type, payload: null, priority: 0, runAtMs: null, delayMs: null, maxAttempts: 1, backoff: { kind: 'fixed', delayMs: 10, delayMsMax: 10 }, timeoutMs: null, idempotencyKey: null, dependsOn: [] } }]
+      items: [{ id: taskId, spec: { type, payload: null, priority: 0, runAtMs: null, delayMs: null, maxAttempts: 1, backoff: { kind: 'fixed', delayMs: 10, delayMsMax: 10 }, timeoutMs: null, idempotencyKey: null, dependsOn: [], schedule: null } }]
     }))
   }
 

@@ -9,7 +9,7 @@ const STATES: StoredState[] = ['pending', 'queued', 'running', 'retrying', 'succ
 function randomRecord (random: () => number): TaskRecord {
   const base = newRecord({
     id: 'task-1',
-    spec: { type: 'noop', payload: null, priority: 0, runAtMs: null, delayMs: null, maxAttempts: 3, backoff: { kind: 'fixed', delayMs: 10, delayMsMax: 10 }, timeoutMs: null, idempotencyKey: null, dependsOn: [] },
+    spec: { type: 'noop', payload: null, priority: 0, runAtMs: null, delayMs: null, maxAttempts: 3, backoff: { kind: 'fixed', delayMs: 10, delayMsMax: 10 }, timeoutMs: null, idempotencyKey: null, dependsOn: [], schedule: null },
     atMs: 1000,
     coordinator: 'a',
     replicas: ['a', 'b', 'c']
@@ -57,7 +57,7 @@ test('terminal beats non-terminal; a higher epoch beats a lower one; committed i
 test('a delayed task starts pending with its runAt', () => {
   const record = newRecord({
     id: 't',
-    spec: { type: 'noop', payload: null, priority: 0, runAtMs: null, delayMs: 500, maxAttempts: 1, backoff: { kind: 'fixed', delayMs: 0, delayMsMax: 0 }, timeoutMs: null, idempotencyKey: null, dependsOn: [] },
+    spec: { type: 'noop', payload: null, priority: 0, runAtMs: null, delayMs: 500, maxAttempts: 1, backoff: { kind: 'fixed', delayMs: 0, delayMsMax: 0 }, timeoutMs: null, idempotencyKey: null, dependsOn: [], schedule: null },
     atMs: 1000, coordinator: 'a', replicas: ['a']
   })
   assert.is(record.state, 'pending')

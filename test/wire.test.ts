@@ -11,7 +11,7 @@ import { prng } from './prng.js'
 
 const record = newRecord({
   id: 'task-1',
-  spec: { type: 'noop', payload: { nested: [1, 'two', null] }, priority: 3, runAtMs: null, delayMs: null, maxAttempts: 2, backoff: { kind: 'exponential', delayMs: 100, delayMsMax: 1000 }, timeoutMs: 5000, idempotencyKey: null, dependsOn: [] },
+  spec: { type: 'noop', payload: { nested: [1, 'two', null] }, priority: 3, runAtMs: null, delayMs: null, maxAttempts: 2, backoff: { kind: 'exponential', delayMs: 100, delayMsMax: 1000 }, timeoutMs: 5000, idempotencyKey: null, dependsOn: [], schedule: null },
   atMs: 1000, coordinator: 'peer-a', replicas: ['peer-a', 'peer-b']
 })
 

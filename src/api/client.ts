@@ -32,7 +32,7 @@ export interface ListOptions {
 }
 
 /** An accepted item (`created: false` when its idempotency key was known) or why not. */
-export type BatchItem = (PublicRecord & { created: boolean }) | { error: { code: string, message: string } }
+export type BatchItem = (PublicRecord & { created?: boolean }) | { error: { code: string, message: string } }
 
 const TERMINAL_STATES: ReadonlySet<string> = new Set(['succeeded', 'dead', 'cancelled'])
 /** One long poll of wait(); the server cuts waits at 5 minutes. */

@@ -10,11 +10,13 @@ import { KEYSPACE, keyPosition } from './hash.js'
 import { EMPTY_LOAD, Membership } from './membership.js'
 import { PROTOCOL_VERSION } from './protocol.js'
 import type { Effect, Input, PeerMessage, ReplyValue, TaskEventData } from './protocol.js'
-import { backoffDelayMs, compareVersionTuples, isTerminal, merge, mergeChanges, newRecord, versionOf } from './record.js'
+import { attemptsLeft, backoffDelayMs, compareVersionTuples, isTerminal, merge, mergeChanges, newRecord, versionOf } from './record.js'
+import { dueTicks, nextTick, occurrenceId } from './schedule.js'
+import { sha256Bytes, toHex } from './hash.js'
 import { buildRing, replicaSetAt, ringShares, writeQuorum, VIRTUAL_POSITIONS_DEFAULT } from './ring.js'
 import type { Ring } from './ring.js'
 import type {
-  ClusterView, Heartbeat, ListQuery, Rejection, StoredEntry, SubmitOutcome, TaskRecord, TaskState
+  ClusterView, CommandOutcome, Heartbeat, ListQuery, Rejection, StoredEntry, SubmitOutcome, TaskCommand, TaskRecord, TaskSpec, TaskState
 } from './types.js'
 
 export interface CoreConfig {
@@ -83,6 +85,7 @@ type Timer =
   | { atMs: number, kind: 'replicate', rid: number }
   | { atMs: number, kind: 'readDeadline', rid: number }
   | { atMs: number, kind: 'listDeadline', rid: number }
+  | { atMs: number, kind: 'storeDeadline', rid: number }
 
 interface PendingSubmit {
   requestId: number
@@ -94,6 +97,8 @@ interface PendingSubmit {
   nacks: Set<string>
   /** Accepted (201 answered); kept a moment longer to see every replica ack, else resend. */
   accepted: boolean
+  /** Another coordinator's create of the same id, seen at a replica: the same task. */
+  conflict: TaskRecord | null
 }
 
 /** After a submit is accepted, replicas that have not acked it by then get it again. */
@@ -137,7 +142,7 @@ interface PendingClaim {
 }
 
 interface PendingRead {
-  requestId: number
+  then: (record: TaskRecord | null) => void
   id: string
   waiting: Set<string>
   merged: TaskRecord | null
@@ -153,10 +158,29 @@ interface PendingList {
 
 interface ReadyItem {
   id: string
-  priority: number
-  runAtMs: number
+  type: string
+  /** priority - runAtMs / AGING_MS: a waiting task gains one priority level per AGING_MS. */
+  rank: number
   sequence: number
 }
+
+/** A record write that only needs a write quorum (cancel, retry, pause, resume, schedule watermark). */
+interface PendingStore {
+  record: TaskRecord
+  replicas: string[]
+  needed: number
+  acks: Set<string>
+  nacks: Set<string>
+  then: (ok: boolean) => void
+}
+
+/** Aging of the ready queue: one priority level per minute waited, so low priorities never starve. */
+export const AGING_MS = 60_000
+/** A child whose parents have not finished checks them again this often. */
+const DEPENDENCY_POLL_MS = 500
+const RETENTION_MS_DEFAULT = 7 * 86_400_000
+/** Most expired records removed per tick. */
+const FORGET_PER_TICK = 5_000
 
 const DURATION_EWMA_WEIGHT = 0.2
 /** Anti-entropy key buckets: a digest is one 32-bit hash per bucket. */
@@ -198,10 +222,25 @@ export class TaskmeshNode {
   readonly #claimRids = new Map<number, string>()
   readonly #reads = new Map<number, PendingRead>()
   readonly #lists = new Map<number, PendingList>()
-  readonly #ready = new Heap<ReadyItem>((a, b) =>
-    a.priority !== b.priority ? a.priority > b.priority : a.runAtMs !== b.runAtMs ? a.runAtMs < b.runAtMs : a.sequence < b.sequence)
+  readonly #ready = new Heap<ReadyItem>((a, b) => a.rank !== b.rank ? a.rank > b.rank : a.sequence < b.sequence)
+  /** Ready items of a type at its per-type limit here, waiting for a run of that type to end. */
+  readonly #blocked = new Map<string, ReadyItem[]>()
+  /** Runs and claims in flight per task type (for --limit). */
+  readonly #busyByType = new Map<string, number>()
+  readonly #stores = new Map<number, PendingStore>()
+  /** Internal submits (schedule occurrences): their outcome goes to a callback, not a reply. */
+  readonly #internalRequests = new Map<number, (outcomes: SubmitOutcome[]) => void>()
+  #nextInternalRequest = -1
+  /** Clients waiting on a submit of the same id already in flight here (idempotency keys). */
+  readonly #submitWaiters = new Map<string, Array<(outcome: SubmitOutcome) => void>>()
+  /** Children whose parents all succeeded (checked by this node as their owner). */
+  readonly #parentsOk = new Set<string>()
+  readonly #checkingParents = new Set<string>()
+  /** Schedules whose next tick is being fired by this node. */
+  readonly #firing = new Set<string>()
+  readonly #expiries = new Heap<{ atMs: number, id: string }>((a, b) => a.atMs < b.atMs)
   readonly #inReady = new Set<string>()
-  readonly #running = new Map<string, { epoch: number, startedAtMs: number }>()
+  readonly #running = new Map<string, { epoch: number, startedAtMs: number, type: string }>()
   /** Ids whose last claim never reached quorum: the next claim reuses the attempt number. */
   readonly #abandonedClaims = new Set<string>()
   readonly #dueTimers = new Set<string>()
@@ -257,6 +296,8 @@ export class TaskmeshNode {
       case 'HeartbeatReceived': this.#onHeartbeat(input.heartbeat); break
       case 'PeerDisconnected': this.#onMembershipChange(this.#membership.onDisconnected(input.peerId, this.#nowMs)); break
       case 'ExecutionFinished': this.#onExecutionFinished(input); break
+      case 'CommandRequested': this.#onCommandRequested(input.requestId, input.id, input.command); break
+      case 'ProgressReported': this.#onProgressReported(input.taskId, input.epoch, input.progress); break
       case 'LeaveRequested': this.#onLeaveRequested(); break
       case 'LeaveCompleted': this.#onLeaveCompleted(); break
       default: unreachable(input)
@@ -363,6 +404,7 @@ export class TaskmeshNode {
       if (soon || this.#nowMs >= this.#nextSyncAtMs) this.#startSyncRound()
     }
     this.#maybeOpenClaimGate()
+    this.#forgetExpired()
   }
 
   #wasJoined = false
@@ -389,46 +431,137 @@ export class TaskmeshNode {
     }
   }
 
-  #onSubmitRequested (requestId: number, items: Array<{ id: string, spec: import('./types.js').TaskSpec }>): void {
+  #onSubmitRequested (requestId: number, items: Array<{ id: string, spec: TaskSpec }>): void {
     const request: SubmitRequest = { outcomes: new Array(items.length), remaining: items.length }
     this.#submitRequests.set(requestId, request)
     items.forEach(({ id, spec }, index) => {
-      const rejection = this.#refuseSubmit(id, spec)
-      if (rejection !== null) {
-        this.#resolveSubmit(requestId, index, { ok: false, error: rejection })
-        return
-      }
-      const replicas = this.replicaSetOf(id)
-      const record = newRecord({ id, spec, atMs: this.#nowMs, coordinator: this.config.selfId, replicas })
-      const rid = this.#nextRid++
-      this.#submits.set(rid, { requestId, index, record, replicas, needed: writeQuorum(replicas.length), acks: new Set(), nacks: new Set(), accepted: false })
-      this.#submitIds.add(id)
-      this.#addTimer({ atMs: this.#nowMs + this.config.submitTimeoutMs, kind: 'submitDeadline', rid })
-      for (const peer of replicas) this.#deliver(peer, { kind: 'store', rid, record })
+      // Same idempotency key, same id, on whichever node it is submitted (invariant 5).
+      const taskId = spec.idempotencyKey !== null ? idempotentId(spec.idempotencyKey) : id
+      this.#startSubmit(requestId, index, taskId, spec, null)
     })
     if (items.length === 0) this.#finishSubmitRequest(requestId)
   }
 
-  #refuseSubmit (id: string, spec: import('./types.js').TaskSpec): Rejection | null {
+  /**
+   * One item of a submit. A task whose id can be asked for twice (an idempotency key, a
+   * schedule's occurrence) or that names parents is read first: an existing task is the answer
+   * (created: false), unknown parents are refused, and an aborted earlier try of the same id is
+   * outranked by a new generation.
+   */
+  #startSubmit (requestId: number, index: number, id: string, spec: TaskSpec, scheduleId: string | null): void {
+    const reusable = spec.idempotencyKey !== null || scheduleId !== null
+    const rejection = this.#refuseSubmit(id, spec, reusable)
+    if (rejection !== null) {
+      this.#resolveSubmit(requestId, index, { ok: false, error: rejection })
+      return
+    }
+    if (reusable && this.#submitIds.has(id)) {
+      // The same key is being submitted through this node right now: answer with its outcome.
+      const waiters = this.#submitWaiters.get(id) ?? []
+      waiters.push(outcome => this.#resolveSubmit(requestId, index, outcome.ok ? { ...outcome, created: false } : outcome))
+      this.#submitWaiters.set(id, waiters)
+      return
+    }
+    if (!reusable && spec.dependsOn.length === 0) {
+      this.#createSubmit(requestId, index, id, spec, scheduleId, 0)
+      return
+    }
+    const parents = [...new Set(spec.dependsOn)]
+    const reads = reusable ? [id, ...parents] : parents
+    const found = new Map<string, TaskRecord | null>()
+    this.#submitIds.add(id)
+    for (const readId of reads) {
+      this.#readRecord(readId, record => {
+        found.set(readId, record)
+        if (found.size < reads.length) return
+        this.#submitIds.delete(id)
+        const existing = reusable ? found.get(id) ?? null : null
+        if (existing !== null && existing.state !== 'aborted') {
+          this.#resolveSubmit(requestId, index, { ok: true, created: false, record: existing })
+          this.#settleWaiters(id, { ok: true, created: false, record: existing })
+          return
+        }
+        for (const parent of parents) {
+          const known = found.get(parent)
+          if (known === null || known === undefined || known.state === 'aborted') {
+            const outcome: SubmitOutcome = { ok: false, error: { code: 'invalid_input', message: `dependsOn: unknown task ${parent} (parents must exist before their children, so cycles cannot form)` } }
+            this.#resolveSubmit(requestId, index, outcome)
+            this.#settleWaiters(id, outcome)
+            return
+          }
+        }
+        this.#createSubmit(requestId, index, id, spec, scheduleId, existing === null ? 0 : existing.generation + 1)
+      })
+    }
+  }
+
+  #createSubmit (requestId: number, index: number, id: string, spec: TaskSpec, scheduleId: string | null, generation: number): void {
+    if (this.#submitIds.has(id)) {
+      this.#resolveSubmit(requestId, index, { ok: false, error: { code: 'invalid_input', message: `id: task ${id} already exists` } })
+      return
+    }
+    const replicas = this.replicaSetOf(id)
+    const record = newRecord({ id, spec, atMs: this.#nowMs, coordinator: this.config.selfId, replicas, scheduleId, generation })
+    const rid = this.#nextRid++
+    this.#submits.set(rid, { requestId, index, record, replicas, needed: writeQuorum(replicas.length), acks: new Set(), nacks: new Set(), accepted: false, conflict: null })
+    this.#submitIds.add(id)
+    this.#addTimer({ atMs: this.#nowMs + this.config.submitTimeoutMs, kind: 'submitDeadline', rid })
+    for (const peer of replicas) this.#deliver(peer, { kind: 'store', rid, record })
+  }
+
+  #settleWaiters (id: string, outcome: SubmitOutcome): void {
+    const waiters = this.#submitWaiters.get(id)
+    if (waiters === undefined) return
+    this.#submitWaiters.delete(id)
+    for (const waiter of waiters) waiter(outcome)
+  }
+
+  /** Answer a submit item (and whoever waits on the same id). */
+  #settleSubmit (submit: PendingSubmit, outcome: SubmitOutcome): void {
+    this.#resolveSubmit(submit.requestId, submit.index, outcome)
+    this.#settleWaiters(submit.record.id, outcome)
+  }
+
+  #refuseSubmit (id: string, spec: TaskSpec, reusable: boolean): Rejection | null {
     if (this.#leaving) return { code: 'shutting_down', message: 'this node is draining; submit to another node' }
     if (!this.joined) return { code: 'no_quorum', message: 'this node is still joining the cluster; try again shortly' }
-    if (this.#entries.has(id) || this.#submitIds.has(id)) return { code: 'invalid_input', message: `id: task ${id} already exists` }
+    if (!reusable && (this.#entries.has(id) || this.#submitIds.has(id))) return { code: 'invalid_input', message: `id: task ${id} already exists` }
     if (spec.type === 'shell' && !this.#membership.anyCanRun('shell')) {
       return { code: 'exec_disabled', message: 'type: no node in the cluster allows the shell executor (start nodes with --allow-exec)' }
     }
-    if (spec.dependsOn.length > 0) return { code: 'invalid_input', message: 'dependsOn: dependencies are not supported yet' }
-    if (spec.idempotencyKey !== null) return { code: 'invalid_input', message: 'idempotencyKey: idempotency keys are not supported yet' }
+    if (spec.dependsOn.includes(id)) return { code: 'invalid_input', message: `dependsOn: a task cannot depend on itself (${id})` }
     return null
   }
 
   #onReadRequested (requestId: number, id: string): void {
+    this.#readRecord(id, record => {
+      const visible = record !== null && record.state !== 'aborted' ? record : null
+      this.#reply(requestId, { kind: 'read', record: visible, waiting: visible === null ? null : this.#waitingReason(visible) })
+    })
+  }
+
+  /** Read a record from every reachable replica (and this node), merged; null when nobody has it. */
+  #readRecord (id: string, then: (record: TaskRecord | null) => void): void {
     const targets = new Set(this.replicaSetOf(id).filter(peer => this.#reachable(peer)))
     if (this.#entries.has(id)) targets.add(this.config.selfId)
     const rid = this.#nextRid++
-    this.#reads.set(rid, { requestId, id, waiting: new Set(targets), merged: null })
+    this.#reads.set(rid, { then, id, waiting: new Set(targets), merged: null })
     this.#addTimer({ atMs: this.#nowMs + this.config.readTimeoutMs, kind: 'readDeadline', rid })
     for (const peer of targets) this.#deliver(peer, { kind: 'read', rid, ids: [id] })
     this.#maybeFinishRead(rid)
+  }
+
+  /** Why a task that is not running has not started yet, when that is not just its time. */
+  #waitingReason (record: TaskRecord): string | null {
+    if (isTerminal(record.state) || record.state === 'running') return null
+    if (record.schedule !== null) return record.schedule.paused ? 'the schedule is paused' : null
+    if (!this.config.types.includes(record.type) && !this.#membership.anyCanRun(record.type)) {
+      return `no live node can run tasks of type "${record.type}"; it stays queued until one joins`
+    }
+    if (record.dependsOn.length > 0 && record.attempt === record.retryBase && !this.#parentsOk.has(record.id)) {
+      return `waiting for its dependencies to succeed: ${record.dependsOn.join(', ')}`
+    }
+    return null
   }
 
   #onListRequested (requestId: number, query: ListQuery): void {
@@ -444,7 +577,10 @@ export class TaskmeshNode {
   #onExecutionFinished (input: Extract<Input, { kind: 'ExecutionFinished' }>): void {
     const run = this.#running.get(input.taskId)
     const entry = this.#entries.get(input.taskId)
-    if (run !== undefined && run.epoch === input.epoch) this.#running.delete(input.taskId)
+    if (run !== undefined && run.epoch === input.epoch) {
+      this.#running.delete(input.taskId)
+      this.#busy(run.type, -1)
+    }
     const record = entry?.record
     if (run === undefined || run.epoch !== input.epoch || record === undefined ||
         record.state !== 'running' || record.epoch !== input.epoch || record.owner !== this.config.selfId ||
@@ -469,7 +605,7 @@ export class TaskmeshNode {
       this.#stats.executionsFailed++
       const error = input.outcome.error
       const result = input.outcome.result ?? null
-      if (record.attempt < record.maxAttempts) {
+      if (attemptsLeft(record) > 0) {
         const runAtMs = atMs + backoffDelayMs(record)
         next = {
           ...record, state: 'retrying', result, error, runAtMs,
@@ -544,14 +680,45 @@ export class TaskmeshNode {
   }
 
   #onStore (from: string, message: Extract<PeerMessage, { kind: 'store' }>): void {
-    const { ok } = this.#apply(message.record, true)
+    const refusal = message.rid === 0 ? null : this.#refuseStore(message.record)
+    if (refusal !== null) {
+      this.#deliver(from, { kind: 'stored', rid: message.rid, id: message.record.id, ok: false, record: refusal })
+      return
+    }
+    // A cancel is not fenced: it outranks every run, whichever claim it meets.
+    const { ok } = this.#apply(message.record, message.record.state !== 'cancelled')
     if (message.rid === 0) return
     const current = ok ? null : this.#entries.get(message.record.id)?.record ?? null
     this.#deliver(from, { kind: 'stored', rid: message.rid, id: message.record.id, ok, record: current })
   }
 
+  /**
+   * A create meeting another create of the same id (an idempotency key or an occurrence
+   * submitted through two nodes at once), or an aborted try of it, is refused with the record
+   * held here: the coordinator learns the task exists. An abort is refused where the record
+   * came from another coordinator: it may not end someone else's accepted task.
+   */
+  #refuseStore (incoming: TaskRecord): TaskRecord | null {
+    const existing = this.#entries.get(incoming.id)?.record
+    if (existing === undefined) return null
+    if (incoming.state === 'aborted') return existing.coordinator !== incoming.coordinator ? existing : null
+    const create = !incoming.committed && incoming.epoch === 0 && incoming.attempt === 0 && incoming.history.length === 1 &&
+      (incoming.state === 'queued' || incoming.state === 'pending')
+    if (!create) return null
+    if (existing.state === 'aborted') return existing.generation >= incoming.generation ? existing : null
+    if (existing.coordinator === incoming.coordinator && existing.createdAtMs === incoming.createdAtMs) return null
+    return existing
+  }
+
   #onStored (from: string, message: Extract<PeerMessage, { kind: 'stored' }>): void {
     if (message.record !== null) this.#apply(message.record, false)
+    const store = this.#stores.get(message.rid)
+    if (store !== undefined && store.record.id === message.id) {
+      if (message.ok) store.acks.add(from)
+      else store.nacks.add(from)
+      this.#maybeFinishStore(message.rid)
+      return
+    }
     const write = this.#writes.get(message.rid)
     if (write !== undefined && write.record.id === message.id) {
       if (message.ok) write.acks.add(from)
@@ -570,6 +737,14 @@ export class TaskmeshNode {
     if (submit === undefined || submit.record.id !== message.id) return
     if (message.ok) submit.acks.add(from)
     else submit.nacks.add(from)
+    const other = message.ok ? null : message.record
+    if (other !== null && other.state === 'aborted' && submit.accepted) {
+      // An aborted earlier try of this id that the first read missed: outrank it.
+      const revived: TaskRecord = { ...(this.#entries.get(submit.record.id)?.record ?? submit.record), generation: other.generation + 1, committed: true }
+      for (const peer of submit.replicas) this.#deliver(peer, { kind: 'store', rid: 0, record: revived })
+    } else if (other !== null && other.state !== 'aborted' && other.coordinator !== submit.record.coordinator) {
+      submit.conflict = other
+    }
     if (submit.accepted) {
       if (submit.acks.size + submit.nacks.size >= submit.replicas.length) this.#submits.delete(message.rid)
       return
@@ -586,7 +761,7 @@ export class TaskmeshNode {
       for (const peer of submit.replicas) this.#decide(peer, submit.record.id, true)
       const record: TaskRecord = { ...submit.record, committed: true }
       this.#announce(record, record.state as TaskState, this.config.selfId)
-      this.#resolveSubmit(submit.requestId, submit.index, { ok: true, created: true, record })
+      this.#settleSubmit(submit, { ok: true, created: true, record })
     } else if (submit.nacks.size > submit.replicas.length - submit.needed) {
       this.#failSubmit(message.rid, submit, 'replicas refused the write')
     }
@@ -677,6 +852,8 @@ export class TaskmeshNode {
     const existing = this.#entries.get(incoming.id)
     if (existing === undefined) {
       if (onlyIfHeld) return { ok: true, changed: false }
+      // Past its retention: the other replicas forgot it too; do not bring it back.
+      if (isTerminal(incoming.state) && this.#expiresAtMs(incoming) <= this.#nowMs) return { ok: true, changed: false }
       const entry: StoredEntry = { record: incoming, promised: Math.max(promise, incoming.epoch) }
       this.#entries.set(incoming.id, entry)
       this.#persisted(entry)
@@ -758,13 +935,30 @@ export class TaskmeshNode {
   #persisted (entry: StoredEntry): void {
     this.#emit({ kind: 'Persist', entry })
     this.#index(entry.record)
-    this.#consider(entry.record.id)
+    const { record } = entry
+    const run = this.#running.get(record.id)
+    if (run !== undefined && (record.state === 'cancelled' || record.epoch > run.epoch)) {
+      // Cancelled (or taken over) while it runs here: stop it now; its late result is refused.
+      this.#running.delete(record.id)
+      this.#busy(run.type, -1)
+      this.#emit({ kind: 'Abort', taskId: record.id, epoch: run.epoch, reason: record.state === 'cancelled' ? (record.error ?? 'cancelled') : 'taken over by a newer claim' })
+    }
+    this.#consider(record.id)
   }
 
   #index (record: TaskRecord): void {
-    if (isTerminal(record.state)) this.#active.delete(record.id)
-    else this.#active.add(record.id)
+    if (isTerminal(record.state)) {
+      if (this.#active.delete(record.id) || !this.#expiring.has(record.id)) {
+        this.#expiring.add(record.id)
+        this.#expiries.push({ atMs: this.#expiresAtMs(record), id: record.id })
+      }
+    } else {
+      this.#active.add(record.id)
+    }
   }
+
+  /** Ids with an entry in the expiry heap. */
+  readonly #expiring = new Set<string>()
 
   // ---------------------------------------------------------------- ownership and claims
 
@@ -806,6 +1000,10 @@ export class TaskmeshNode {
       this.#armDue(id, record.createdAtMs + this.config.commitFallbackMs)
       return
     }
+    if (record.schedule !== null) {
+      this.#considerSchedule(record)
+      return
+    }
     if (record.state === 'running') {
       const owner = record.owner
       if (owner === this.config.selfId) {
@@ -821,12 +1019,16 @@ export class TaskmeshNode {
       return
     }
     if (this.#actingOwner(record, this.replicaSetOf(id)) !== this.config.selfId) return
+    if (record.dependsOn.length > 0 && record.attempt === record.retryBase && !this.#parentsOk.has(id)) {
+      if (this.#claimGateOpen) this.#checkParents(record)
+      return
+    }
     this.#enqueue(record)
   }
 
   #enqueue (record: TaskRecord): void {
     this.#inReady.add(record.id)
-    this.#ready.push({ id: record.id, priority: record.priority, runAtMs: record.runAtMs, sequence: this.#readySequence++ })
+    this.#ready.push({ id: record.id, type: record.type, rank: record.priority - record.runAtMs / AGING_MS, sequence: this.#readySequence++ })
   }
 
   #armDue (id: string, atMs: number): void {
@@ -854,12 +1056,34 @@ export class TaskmeshNode {
 
   #pump (): void {
     if (!this.#claimGateOpen) return
+    const limits = this.config.typeLimits
     while (!this.#leaving && this.#running.size + this.#claims.size < this.config.capacity && this.#ready.size > 0) {
-      const { id } = this.#ready.pop()!
-      this.#inReady.delete(id)
-      const record = this.#entries.get(id)?.record
+      const item = this.#ready.pop()!
+      const limit = limits?.[item.type]
+      if (limit !== undefined && (this.#busyByType.get(item.type) ?? 0) >= limit) {
+        // At its type's limit here: set aside until a run of that type ends.
+        const blocked = this.#blocked.get(item.type) ?? []
+        blocked.push(item)
+        this.#blocked.set(item.type, blocked)
+        continue
+      }
+      this.#inReady.delete(item.id)
+      const record = this.#entries.get(item.id)?.record
       if (record === undefined || isTerminal(record.state)) continue
       this.#startClaim(record)
+    }
+  }
+
+  /** A run or claim of this type started (+1) or ended (-1); an end lets a set-aside item back in. */
+  #busy (type: string, delta: 1 | -1): void {
+    const count = Math.max(0, (this.#busyByType.get(type) ?? 0) + delta)
+    if (count === 0) this.#busyByType.delete(type)
+    else this.#busyByType.set(type, count)
+    if (delta === -1) {
+      const blocked = this.#blocked.get(type)
+      const item = blocked?.shift()
+      if (item !== undefined) this.#ready.push(item)
+      if (blocked !== undefined && blocked.length === 0) this.#blocked.delete(type)
     }
   }
 
@@ -878,6 +1102,7 @@ export class TaskmeshNode {
     const rid = this.#nextRid++
     const claim: PendingClaim = { rid, record, replicas, needed: writeQuorum(replicas.length), acks: new Set(), nacks: new Set() }
     this.#claims.set(record.id, claim)
+    this.#busy(record.type, 1)
     this.#claimRids.set(rid, record.id)
     this.#addTimer({ atMs: this.#nowMs + this.config.claimTimeoutMs, kind: 'claimDeadline', rid })
     for (const peer of replicas) this.#deliver(peer, { kind: 'claim', rid, record })
@@ -896,7 +1121,7 @@ export class TaskmeshNode {
     this.#claimRids.delete(claim.rid)
     this.#stats.claimsStarted++
     this.#stats.executionsStarted++
-    this.#running.set(record.id, { epoch: record.epoch, startedAtMs: this.#nowMs })
+    this.#running.set(record.id, { epoch: record.epoch, startedAtMs: this.#nowMs, type: record.type })
     this.#announce(record, 'running', this.config.selfId)
     this.#emit({
       kind: 'Execute',
@@ -906,6 +1131,7 @@ export class TaskmeshNode {
 
   #abandonClaim (claim: PendingClaim, reason: string): void {
     this.#claims.delete(claim.record.id)
+    this.#busy(claim.record.type, -1)
     this.#claimRids.delete(claim.rid)
     this.#stats.claimsAbandoned++
     this.#abandonedClaims.add(claim.record.id)
@@ -946,6 +1172,14 @@ export class TaskmeshNode {
    */
   #failSubmit (rid: number, submit: PendingSubmit, why: string): void {
     this.#submits.delete(rid)
+    if (submit.conflict !== null) {
+      // Another node created this very id (same idempotency key or occurrence) at the same
+      // time, and its create holds the replicas: that is the task. Our copies, where they
+      // landed, merge into it (same id); nothing to abort.
+      this.#submitIds.delete(submit.record.id)
+      this.#settleSubmit(submit, { ok: true, created: false, record: submit.conflict })
+      return
+    }
     const abortRid = this.#nextRid++
     this.#aborts.set(abortRid, { submit, acks: new Set(), nacks: new Set(), why, answered: false, startedAtMs: this.#nowMs })
     this.#addTimer({ atMs: this.#nowMs + this.config.submitTimeoutMs, kind: 'abortDeadline', rid: abortRid })
@@ -969,7 +1203,7 @@ export class TaskmeshNode {
       this.#stats.submitsAccepted++
       this.#remember(submit.record.id, true)
       this.#log('info', 'submit.accepted_late', { task: submit.record.id, state: current.state, epoch: current.epoch })
-      this.#resolveSubmit(submit.requestId, submit.index, { ok: true, created: true, record: current })
+      this.#settleSubmit(submit, { ok: true, created: true, record: current })
       return
     }
     const quorum = abort.acks.size >= submit.needed
@@ -978,7 +1212,7 @@ export class TaskmeshNode {
       this.#remember(submit.record.id, false)
       this.#stats.submitsRejected++
       this.#log('warn', 'submit.no_quorum', { task: submit.record.id, acks: submit.acks.size, needed: submit.needed, why: abort.why, abortAcks: abort.acks.size })
-      this.#resolveSubmit(submit.requestId, submit.index, {
+      this.#settleSubmit(submit, {
         ok: false,
         error: { code: 'no_quorum', message: `could not store the task on ${submit.needed} of its ${submit.replicas.length} replicas (${abort.why}); nothing was accepted` }
       })
@@ -1011,15 +1245,29 @@ export class TaskmeshNode {
   #finishSubmitRequest (requestId: number): void {
     const request = this.#submitRequests.get(requestId)!
     this.#submitRequests.delete(requestId)
+    const internal = this.#internalRequests.get(requestId)
+    if (internal !== undefined) {
+      this.#internalRequests.delete(requestId)
+      internal(request.outcomes as SubmitOutcome[])
+      return
+    }
     this.#reply(requestId, { kind: 'submit', outcomes: request.outcomes as SubmitOutcome[] })
+  }
+
+  /** Submit from inside the core (a schedule's occurrence); the outcome goes to `then`. */
+  #submitInternal (id: string, spec: TaskSpec, scheduleId: string, then: (outcome: SubmitOutcome) => void): void {
+    const requestId = this.#nextInternalRequest--
+    this.#submitRequests.set(requestId, { outcomes: new Array(1), remaining: 1 })
+    this.#internalRequests.set(requestId, outcomes => then(outcomes[0]!))
+    this.#startSubmit(requestId, 0, id, spec, scheduleId)
   }
 
   #maybeFinishRead (rid: number, force = false): void {
     const read = this.#reads.get(rid)
     if (read === undefined || (read.waiting.size > 0 && !force)) return
     this.#reads.delete(rid)
-    const record = read.merged !== null && read.merged.state !== 'aborted' ? read.merged : null
-    this.#reply(read.requestId, { kind: 'read', record })
+    if (read.merged !== null) this.#apply(read.merged, false, 0, true)
+    read.then(read.merged)
   }
 
   #maybeFinishList (rid: number, force = false): void {
@@ -1045,6 +1293,275 @@ export class TaskmeshNode {
       matches.push(record)
     }
     return matches.sort(compareCreated).slice(0, query.limit)
+  }
+
+  // ---------------------------------------------------------------- commands: cancel, retry, pause, resume
+
+  #onCommandRequested (requestId: number, id: string, command: TaskCommand): void {
+    const answer = (outcome: CommandOutcome): void => this.#reply(requestId, { kind: 'command', outcome })
+    const refuse = (code: Rejection['code'], message: string): void => answer({ ok: false, error: { code, message } })
+    if (this.#leaving) return refuse('shutting_down', 'this node is draining; ask another node')
+    this.#readRecord(id, current => {
+      if (current === null || current.state === 'aborted') return refuse('not_found', `no task ${id}`)
+      const atMs = this.#nowMs
+      const node = this.config.selfId
+      let next: TaskRecord
+      switch (command) {
+        case 'cancel':
+          if (current.state === 'cancelled') return answer({ ok: true, record: current })
+          if (isTerminal(current.state)) return refuse('conflict', `task ${id} already ended ${current.state}; only unfinished tasks can be cancelled`)
+          next = this.#cancelled(current, current.schedule !== null ? 'schedule deleted' : 'cancelled by request')
+          break
+        case 'retry':
+          if (current.schedule !== null) return refuse('conflict', `${id} is a schedule; retry runs a dead or cancelled task again`)
+          if (current.state !== 'dead' && current.state !== 'cancelled') return refuse('conflict', `task ${id} is ${current.state}; only dead or cancelled tasks can be retried`)
+          next = {
+            ...current,
+            state: 'queued', generation: current.generation + 1, retryBase: current.attempt, runAtMs: atMs,
+            finishedAtMs: null, error: null, committed: true,
+            history: [...current.history, { state: 'queued', atMs, node, attempt: current.attempt }]
+          }
+          break
+        case 'pause':
+        case 'resume': {
+          const schedule = current.schedule
+          if (schedule === null) return refuse('conflict', `${id} is not a schedule; only schedules can be paused and resumed`)
+          if (isTerminal(current.state)) return refuse('conflict', `schedule ${id} was deleted`)
+          const paused = command === 'pause'
+          if (schedule.paused === paused) return answer({ ok: true, record: current })
+          // Resuming does not fire the ticks missed while paused: the watermark moves to now.
+          const firedUpToMs = paused ? schedule.firedUpToMs : Math.max(schedule.firedUpToMs, atMs)
+          next = { ...current, committed: true, schedule: { ...schedule, paused, firedUpToMs, revision: schedule.revision + 1 } }
+          break
+        }
+        default: return unreachable(command)
+      }
+      this.#storeQuorum(next, ok => {
+        if (ok) answer({ ok: true, record: this.#entries.get(id)?.record ?? next })
+        else refuse('no_quorum', `could not write the ${command} to a majority of the replicas of ${id}; it may still take effect`)
+      })
+    })
+  }
+
+  #cancelled (record: TaskRecord, reason: string): TaskRecord {
+    const atMs = this.#nowMs
+    return {
+      ...record,
+      state: 'cancelled', error: reason, finishedAtMs: atMs, committed: true,
+      history: [...record.history, { state: 'cancelled', atMs, node: this.config.selfId, attempt: record.attempt, error: reason }]
+    }
+  }
+
+  /**
+   * Write a record to its replica set (and its last owner, so a running cancelled task stops
+   * there) and call `then(true)` once a write quorum stored it, `then(false)` if none did in time.
+   */
+  #storeQuorum (record: TaskRecord, then: (ok: boolean) => void): void {
+    const replicas = this.replicaSetOf(record.id)
+    const targets = new Set([...replicas, ...record.replicas])
+    if (record.owner !== null) targets.add(record.owner)
+    const rid = this.#nextRid++
+    this.#stores.set(rid, { record, replicas, needed: writeQuorum(replicas.length), acks: new Set(), nacks: new Set(), then })
+    this.#addTimer({ atMs: this.#nowMs + this.config.submitTimeoutMs, kind: 'storeDeadline', rid })
+    for (const peer of targets) this.#deliver(peer, { kind: 'store', rid, record })
+  }
+
+  #maybeFinishStore (rid: number, timedOut = false): void {
+    const store = this.#stores.get(rid)
+    if (store === undefined) return
+    const acks = [...store.acks].filter(peer => store.replicas.includes(peer)).length
+    const refused = [...store.nacks].filter(peer => store.replicas.includes(peer)).length
+    if (acks >= store.needed) {
+      this.#stores.delete(rid)
+      this.#apply(store.record, false)
+      store.then(true)
+    } else if (timedOut || refused > store.replicas.length - store.needed) {
+      this.#stores.delete(rid)
+      store.then(false)
+    }
+  }
+
+  // ---------------------------------------------------------------- schedules
+
+  /** The member that fires a schedule: the first live one of its replica set. */
+  #scheduleOwner (id: string): string | null {
+    for (const peer of this.replicaSetOf(id)) {
+      if (peer === this.config.selfId) {
+        if (!this.#leaving) return peer
+        continue
+      }
+      const member = this.#membership.members.get(peer)
+      if (member?.state === 'alive' && member.heartbeat?.leaving !== true) return peer
+    }
+    return null
+  }
+
+  #considerSchedule (record: TaskRecord): void {
+    const schedule = record.schedule!
+    if (schedule.paused || this.#firing.has(record.id) || !this.#claimGateOpen) return
+    if (this.#scheduleOwner(record.id) !== this.config.selfId) return
+    const next = nextTick(schedule, record.runAtMs, schedule.firedUpToMs)
+    if (next === null) return
+    if (next > this.#nowMs) {
+      this.#armDue(record.id, next)
+      return
+    }
+    this.#fire(record.id)
+  }
+
+  /**
+   * Fire a schedule's next due tick: read the schedule from its replicas (the newest watermark
+   * wins), create the occurrence `<id>@<tick>` through the ordinary submit path (an existing one
+   * counts as created: a previous owner may have fired it just before it died), then move the
+   * replicated watermark. Each step is idempotent, so a new owner simply repeats the last one.
+   */
+  #fire (id: string): void {
+    this.#firing.add(id)
+    const retry = (): void => {
+      this.#firing.delete(id)
+      this.#armDue(id, this.#nowMs + this.config.claimRetryMs)
+    }
+    this.#readRecord(id, merged => {
+      const record = merged ?? this.#entries.get(id)?.record ?? null
+      const schedule = record?.schedule ?? null
+      if (record === null || schedule === null || isTerminal(record.state) || schedule.paused ||
+          this.#scheduleOwner(id) !== this.config.selfId) {
+        this.#firing.delete(id)
+        return
+      }
+      const due = dueTicks(schedule, record.runAtMs, schedule.firedUpToMs, this.#nowMs)
+      if (due === null) {
+        this.#firing.delete(id)
+        this.#consider(id)
+        return
+      }
+      const latestOnly = schedule.catchUp === 'latest'
+      const tick = latestOnly ? due.latest : due.first
+      const passedOver = latestOnly ? due.count - 1 : 0
+      const advance = (occurrence: string | null): void => {
+        const current = this.#entries.get(id)?.record ?? record
+        const state = current.schedule ?? schedule
+        const next: TaskRecord = {
+          ...current,
+          committed: true,
+          schedule: {
+            ...state,
+            firedUpToMs: Math.max(state.firedUpToMs, tick),
+            lastOccurrence: occurrence ?? state.lastOccurrence,
+            fired: state.fired + (occurrence !== null ? 1 : 0),
+            skipped: state.skipped + passedOver + (occurrence === null ? 1 : 0)
+          }
+        }
+        this.#storeQuorum(next, ok => {
+          if (!ok) return retry()
+          this.#firing.delete(id)
+          this.#consider(id)
+        })
+      }
+      if (latestOnly && due.capped) return advance(null)
+      const create = (): void => {
+        const occurrence = occurrenceId(id, tick)
+        const spec: TaskSpec = {
+          type: record.type, payload: record.payload, priority: record.priority, runAtMs: tick, delayMs: null,
+          maxAttempts: record.maxAttempts, backoff: record.backoff, timeoutMs: record.timeoutMs,
+          idempotencyKey: null, dependsOn: [], schedule: null
+        }
+        this.#submitInternal(occurrence, spec, id, outcome => {
+          if (!outcome.ok) {
+            this.#log('warn', 'schedule.fire_failed', { schedule: id, tick, error: outcome.error.message })
+            return retry()
+          }
+          advance(occurrence)
+        })
+      }
+      if (schedule.overlap === 'forbid' && schedule.lastOccurrence !== null) {
+        // Cluster-wide: ask the previous occurrence's replicas whether it has finished.
+        this.#readRecord(schedule.lastOccurrence, previous => {
+          if (previous !== null && previous.state !== 'aborted' && !isTerminal(previous.state)) advance(null)
+          else create()
+        })
+        return
+      }
+      create()
+    })
+  }
+
+  // ---------------------------------------------------------------- dependencies
+
+  /**
+   * As the owner of a child that waits for its parents: read them. All succeeded: run it. One
+   * ended otherwise (dead, cancelled, or gone): cancel the child, saying which. Else look again
+   * a little later.
+   */
+  #checkParents (child: TaskRecord): void {
+    if (this.#checkingParents.has(child.id)) return
+    this.#checkingParents.add(child.id)
+    const parents = [...new Set(child.dependsOn)]
+    const found = new Map<string, TaskRecord | null>()
+    for (const parent of parents) {
+      this.#readRecord(parent, record => {
+        found.set(parent, record)
+        if (found.size < parents.length) return
+        this.#checkingParents.delete(child.id)
+        const current = this.#entries.get(child.id)?.record
+        if (current === undefined || isTerminal(current.state)) return
+        for (const id of parents) {
+          const state = found.get(id)?.state ?? null
+          if (state === null || state === 'aborted' || state === 'dead' || state === 'cancelled') {
+            const reason = `dependency ${id} ${state === null || state === 'aborted' ? 'does not exist' : `ended ${state}`}`
+            this.#storeQuorum(this.#cancelled(current, reason), ok => { if (!ok) this.#armDue(child.id, this.#nowMs + this.config.claimRetryMs) })
+            return
+          }
+        }
+        if (parents.every(id => found.get(id)?.state === 'succeeded')) {
+          this.#parentsOk.add(child.id)
+          this.#consider(child.id)
+        } else {
+          this.#armDue(child.id, this.#nowMs + DEPENDENCY_POLL_MS)
+        }
+      })
+    }
+  }
+
+  // ---------------------------------------------------------------- progress and retention
+
+  #onProgressReported (id: string, epoch: number, progress: number): void {
+    const run = this.#running.get(id)
+    const record = this.#entries.get(id)?.record
+    if (run === undefined || run.epoch !== epoch || record === undefined || record.state !== 'running' ||
+        record.epoch !== epoch || !Number.isFinite(progress) || progress < 0 || record.progress === progress) return
+    const next: TaskRecord = { ...record, progress }
+    // Best effort, no quorum: progress is advice, and the outcome write carries it anyway.
+    const { ok } = this.#apply(next, true)
+    if (!ok) return
+    for (const peer of this.replicaSetOf(id)) if (peer !== this.config.selfId) this.#deliver(peer, { kind: 'store', rid: 0, record: next })
+  }
+
+  #retentionMs (): number {
+    return this.config.retentionMs ?? RETENTION_MS_DEFAULT
+  }
+
+  #expiresAtMs (record: TaskRecord): number {
+    return (record.finishedAtMs ?? record.createdAtMs) + this.#retentionMs()
+  }
+
+  /** Remove terminal records whose retention is over; every replica does the same from the same fields. */
+  #forgetExpired (): void {
+    let forgotten = 0
+    while (forgotten < FORGET_PER_TICK && this.#expiries.size > 0 && this.#expiries.peek()!.atMs <= this.#nowMs) {
+      const { id } = this.#expiries.pop()!
+      this.#expiring.delete(id)
+      const entry = this.#entries.get(id)
+      if (entry === undefined || !isTerminal(entry.record.state) || this.#expiresAtMs(entry.record) > this.#nowMs) continue
+      if (this.#writing.has(id) || this.#firing.has(id)) continue
+      this.#entries.delete(id)
+      this.#active.delete(id)
+      this.#positions.delete(id)
+      this.#sets.delete(id)
+      this.#parentsOk.delete(id)
+      this.#emit({ kind: 'Forget', id })
+      forgotten++
+    }
   }
 
   // ---------------------------------------------------------------- anti-entropy
@@ -1127,6 +1644,8 @@ export class TaskmeshNode {
     this.#claimGateOpen = true
     this.#gatePeers = null
     this.#log('info', 'node.claiming', { records: this.#entries.size, active: this.#active.size })
+    // Schedules and children wait for the gate (their state must be caught up first).
+    this.#reconsiderAll()
   }
 
   #bucket (id: string): number {
@@ -1171,6 +1690,7 @@ export class TaskmeshNode {
         case 'abortDeadline': this.#maybeFinishAbort(timer.rid, null, true); break
         case 'readDeadline': this.#maybeFinishRead(timer.rid, true); break
         case 'listDeadline': this.#maybeFinishList(timer.rid, true); break
+        case 'storeDeadline': this.#maybeFinishStore(timer.rid, true); break
         default: unreachable(timer)
       }
     }
@@ -1267,6 +1787,11 @@ function versionHash (id: string, record: TaskRecord): number {
     hash = Math.imul(hash, 0x01000193) >>> 0
   }
   return hash
+}
+
+/** The task id of an idempotency key: the same on every node, so concurrent submits meet at the same replicas. */
+export function idempotentId (key: string): string {
+  return `k-${toHex(sha256Bytes(key)).slice(0, 32)}`
 }
 
 function compareCreated (a: TaskRecord, b: TaskRecord): number {

@@ -3,7 +3,7 @@
 // not fit is refused with a reason, never thrown past this file. Objects are rebuilt field by
 // field, so unknown keys (including __proto__) never reach the core.
 import type { PeerMessage, TaskEventData } from '../core/protocol.js'
-import type { Backoff, Heartbeat, HistoryEntry, ListQuery, ScheduleState, StoredEntry, StoredState, TaskRecord, TaskState } from '../core/types.js'
+import type { Backoff, CatchUpPolicy, Heartbeat, HistoryEntry, ListQuery, OverlapPolicy, ScheduleState, StoredEntry, StoredState, TaskRecord, TaskState } from '../core/types.js'
 
 export const WIRE_LIMITS = {
   idLength: 200,
@@ -18,15 +18,11 @@ export const WIRE_LIMITS = {
   addrs: 32,
   addrLength: 512,
   types: 512,
-  events: 100_000,
-  cronLength: 256,
-  timezoneLength: 64
+  events: 100_000
 } as const
 
 const TASK_STATES: ReadonlySet<string> = new Set(['pending', 'queued', 'running', 'retrying', 'succeeded', 'dead', 'cancelled'])
 const STORED_STATES: ReadonlySet<string> = new Set([...TASK_STATES, 'aborted'])
-const CATCH_UP_POLICIES: ReadonlySet<string> = new Set(['all', 'latest'])
-const OVERLAP_POLICIES: ReadonlySet<string> = new Set(['allow', 'forbid'])
 
 class WireError extends Error {
   override name = 'WireError'
@@ -126,30 +122,23 @@ function readHistoryEntry (value: unknown, path: string): HistoryEntry {
   return entry
 }
 
-function readSchedule (value: unknown, path: string): ScheduleState | null {
-  if (value === null || value === undefined) return null
+function readScheduleState (value: unknown, path: string): ScheduleState {
   const o = object(value, path)
-  const schedule: ScheduleState = {
-    cron: nullableString(o.cron, `${path}.cron`, WIRE_LIMITS.cronLength),
-    timezone: nullableString(o.timezone, `${path}.timezone`, WIRE_LIMITS.timezoneLength),
-    everyMs: o.everyMs === null || o.everyMs === undefined ? null : integer(o.everyMs, `${path}.everyMs`, 1, Number.MAX_SAFE_INTEGER),
-    catchUp: oneOf<'all' | 'latest'>(o.catchUp, `${path}.catchUp`, CATCH_UP_POLICIES),
-    overlap: oneOf<'allow' | 'forbid'>(o.overlap, `${path}.overlap`, OVERLAP_POLICIES),
+  return {
+    cron: nullableString(o.cron, `${path}.cron`, 256),
+    timezone: nullableString(o.timezone, `${path}.timezone`, 64),
+    everyMs: nullableFinite(o.everyMs, `${path}.everyMs`),
+    catchUp: oneOf<CatchUpPolicy>(o.catchUp, `${path}.catchUp`, new Set(['all', 'latest'])),
+    overlap: oneOf<OverlapPolicy>(o.overlap, `${path}.overlap`, new Set(['allow', 'forbid'])),
     paused: boolean(o.paused, `${path}.paused`),
-    firedUpToMs: finite(o.firedUpToMs, `${path}.firedUpToMs`, 0),
+    firedUpToMs: finite(o.firedUpToMs, `${path}.firedUpToMs`),
     lastOccurrence: nullableString(o.lastOccurrence, `${path}.lastOccurrence`, WIRE_LIMITS.idLength),
     fired: integer(o.fired, `${path}.fired`, 0, Number.MAX_SAFE_INTEGER),
     skipped: integer(o.skipped, `${path}.skipped`, 0, Number.MAX_SAFE_INTEGER),
     revision: integer(o.revision, `${path}.revision`, 0, Number.MAX_SAFE_INTEGER)
   }
-  if ((schedule.cron === null) === (schedule.everyMs === null)) throw new WireError(`${path}: expected exactly one of cron and everyMs`)
-  return schedule
 }
 
-/**
- * Fields added after records were first written (schedule, generation, retryBase, progress)
- * read as their neutral value when absent, so a store written by an older version loads.
- */
 export function readRecord (value: unknown, path = 'record'): TaskRecord {
   const o = object(value, path)
   return {
@@ -176,10 +165,11 @@ export function readRecord (value: unknown, path = 'record'): TaskRecord {
     idempotencyKey: nullableString(o.idempotencyKey, `${path}.idempotencyKey`, 256),
     dependsOn: strings(o.dependsOn, `${path}.dependsOn`, WIRE_LIMITS.dependsOn, WIRE_LIMITS.idLength),
     scheduleId: nullableString(o.scheduleId, `${path}.scheduleId`, WIRE_LIMITS.idLength),
-    schedule: readSchedule(o.schedule, `${path}.schedule`),
+    // Absent in records written before schedules and manual retries existed: defaults.
+    schedule: o.schedule === undefined || o.schedule === null ? null : readScheduleState(o.schedule, `${path}.schedule`),
     generation: o.generation === undefined ? 0 : integer(o.generation, `${path}.generation`, 0, 1_000_000),
     retryBase: o.retryBase === undefined ? 0 : integer(o.retryBase, `${path}.retryBase`, 0, 1_000_000),
-    progress: nullableFinite(o.progress, `${path}.progress`),
+    progress: o.progress === undefined || o.progress === null ? null : finite(o.progress, `${path}.progress`, 0),
     history: array(o.history, `${path}.history`, WIRE_LIMITS.history).map((item, i) => readHistoryEntry(item, `${path}.history[${i}]`))
   }
 }
@@ -227,7 +217,7 @@ function readPeerMessage (value: unknown): PeerMessage {
       buckets: array(o.buckets, 'buckets', 1024).map((item, i) => integer(item, `buckets[${i}]`, 0, 1023)),
       keys: array(o.keys, 'keys', WIRE_LIMITS.idsPerMessage).map((item, i) => {
         const pair = array(item, `keys[${i}]`, 2)
-        const version = array(pair[1], `keys[${i}][1]`, 8).map((part, j) => integer(part, `keys[${i}][1][${j}]`, 0, Number.MAX_SAFE_INTEGER))
+        const version = array(pair[1], `keys[${i}][1]`, 16).map((part, j) => integer(part, `keys[${i}][1][${j}]`, 0, Number.MAX_SAFE_INTEGER))
         return [string(pair[0], `keys[${i}][0]`, WIRE_LIMITS.idLength, 1), version] as [string, number[]]
       })
     }
