@@ -14,7 +14,8 @@ function cronOf (spec: ScheduleSpec): Cron {
   const key = `${spec.timezone ?? ''}|${spec.cron!}`
   let cron = crons.get(key)
   if (cron === undefined) {
-    cron = new Cron(spec.cron!, { paused: true, ...(spec.timezone !== null ? { timezone: spec.timezone } : {}) })
+    // No time zone means UTC (types.ts), never the node's local zone: nodes may disagree on it.
+    cron = new Cron(spec.cron!, { paused: true, timezone: spec.timezone ?? 'UTC' })
     if (crons.size > 10_000) crons.clear()
     crons.set(key, cron)
   }
