@@ -50,7 +50,7 @@ test('a minimal body gets the defaults', () => {
   const spec = accept({ type: 'resize' })
   assert.equal(spec, {
     type: 'resize', payload: null, priority: 0, runAtMs: null, delayMs: null, maxAttempts: 1,
-    backoff: DEFAULT_BACKOFF, timeoutMs: null, idempotencyKey: null, dependsOn: []
+    backoff: DEFAULT_BACKOFF, timeoutMs: null, idempotencyKey: null, dependsOn: [], schedule: null
   })
 })
 
