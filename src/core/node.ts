@@ -479,8 +479,20 @@ export class TaskmeshNode {
         this.#submitIds.delete(id)
         const existing = reusable ? found.get(id) ?? null : null
         if (existing !== null && existing.state !== 'aborted') {
-          this.#resolveSubmit(requestId, index, { ok: true, created: false, record: existing })
-          this.#settleWaiters(id, { ok: true, created: false, record: existing })
+          const answer = (outcome: SubmitOutcome): void => {
+            this.#resolveSubmit(requestId, index, outcome)
+            this.#settleWaiters(id, outcome)
+          }
+          if (existing.committed) return answer({ ok: true, created: false, record: existing })
+          // An earlier try that never heard its quorum: make it durable now, then it is the answer.
+          this.#submitIds.add(id)
+          this.#storeQuorum({ ...existing, committed: true }, (ok, refusal) => {
+            this.#submitIds.delete(id)
+            const moved = refusal !== null && refusal.committed && refusal.state !== 'aborted'
+            answer(ok || moved
+              ? { ok: true, created: false, record: this.#entries.get(id)?.record ?? refusal ?? existing }
+              : { ok: false, error: { code: 'no_quorum', message: 'could not store the task on a majority of its replicas; submit again with the same key' } })
+          })
           return
         }
         for (const parent of parents) {
@@ -1190,6 +1202,16 @@ export class TaskmeshNode {
           ? { ok: true, created: false, record: this.#entries.get(id)?.record ?? refusal ?? adopted }
           : { ok: false, error: { code: 'no_quorum', message: `could not store the task on a majority of its replicas; it may exist (submit again with the same key)` } })
       })
+      return
+    }
+    if (submit.record.idempotencyKey !== null || submit.record.scheduleId !== null) {
+      // An id that can be submitted again (a key, an occurrence) is not aborted: an abort
+      // tombstone could outrank another node's accepted create of the same id. The copies that
+      // landed stay uncommitted until a retry with the same key (or the schedule's next try)
+      // adopts them, or the replicas' commit fallback does.
+      this.#submitIds.delete(submit.record.id)
+      this.#stats.submitsRejected++
+      this.#settleSubmit(submit, { ok: false, error: { code: 'no_quorum', message: `could not store the task on ${submit.needed} of its ${submit.replicas.length} replicas (${why}); submit again with the same key` } })
       return
     }
     const abortRid = this.#nextRid++
