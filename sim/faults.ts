@@ -28,6 +28,8 @@ export type FaultStep =
   | { atMs: number, action: 'kill', node: number, fault: Fault }
   | { atMs: number, action: 'restart', node: number, fault: Fault }
   | { atMs: number, action: 'pause' | 'resume' | 'slow' | 'unslow', node: number, fault: Fault }
+  /** Start (cut) or end (mend) a partition: every node drops the messages of the other groups. */
+  | { atMs: number, action: 'cut' | 'mend', node: -1, fault: Extract<Fault, { kind: 'partition' }> }
 
 /** A schedule that does not parse or does not make sense; `item` is the offending item. */
 export class FaultScheduleError extends Error {
@@ -206,10 +208,7 @@ function checkSense (ordered: Array<{ item: string, fault: Fault }>): void {
         occupy(item, fault.node, fault.atMs, fault.atMs + fault.forMs)
         break
       case 'partition':
-        for (const node of pausedSide(fault.groups)) {
-          checkUp(item, node, fault.atMs, fault.atMs + fault.forMs)
-          occupy(item, node, fault.atMs, fault.atMs + fault.forMs)
-        }
+        // A partition cuts links, not processes: its nodes may be killed or paused meanwhile.
         break
       default: unreachable(fault)
     }
@@ -330,7 +329,7 @@ export function resolveFaults (text: string, options: { nodes: number, seed: num
 
 /**
  * The schedule as steps in time order. `restart@T` becomes one restart per node killed by
- * then; a partition becomes a pause and a resume of every node on its paused side.
+ * then; a partition becomes a cut and a mend of the links between its groups.
  */
 export function faultSteps (faults: readonly Fault[]): FaultStep[] {
   const steps: Array<FaultStep & { order: number }> = []
@@ -360,16 +359,14 @@ export function faultSteps (faults: readonly Fault[]): FaultStep[] {
         push({ atMs: fault.atMs + fault.forMs, action: 'unslow', node: fault.node, fault })
         break
       case 'partition':
-        for (const node of pausedSide(fault.groups)) {
-          push({ atMs: fault.atMs, action: 'pause', node, fault })
-          push({ atMs: fault.atMs + fault.forMs, action: 'resume', node, fault })
-        }
+        push({ atMs: fault.atMs, action: 'cut', node: -1, fault })
+        push({ atMs: fault.atMs + fault.forMs, action: 'mend', node: -1, fault })
         break
       default: unreachable(fault)
     }
   }
   // Ends before beginnings at the same instant: a pause ending at T frees the node for a kill at T.
-  const rank = (step: FaultStep): number => step.action === 'resume' || step.action === 'unslow' ? 0 : 1
+  const rank = (step: FaultStep): number => step.action === 'resume' || step.action === 'unslow' || step.action === 'mend' ? 0 : 1
   return steps.sort((a, b) => a.atMs - b.atMs || rank(a) - rank(b) || a.order - b.order).map(({ order: _order, ...step }) => step)
 }
 

@@ -290,7 +290,8 @@ class FaultInjector {
   readonly #slow = new Map<number, NodeJS.Timeout>()
   readonly #restarts = new Set<Promise<void>>()
   readonly #windows: Array<FaultWindow & { open: boolean }> = []
-  readonly #announced = new Set<Fault>()
+  /** The partition in force (its groups), or null. */
+  #partition: number[][] | null = null
 
   constructor (nodes: LocalNodes, startedAtMs: number, record: (kind: TimelineEntry['kind'], text: string) => void, signal: AbortSignal) {
     this.#nodes = nodes
@@ -339,6 +340,8 @@ class FaultInjector {
         this.#record('restart', `restart node ${node} from its data folder [${label}]`)
         const restartedAtMs = Date.now()
         const restart = this.#nodes.restart(node, RESTART_TIMEOUT_MS).then(() => {
+          // A node restarted inside a partition stays on its side of it.
+          if (this.#partition !== null) this.#cut(node)
           this.#close(node, 'kill', Date.now() - this.#startedAtMs)
           this.#record('restart', `node ${node} is back and healthy, ${formatDurationMs(Date.now() - restartedAtMs)} after its restart`)
         }, (error: unknown) => {
@@ -349,31 +352,30 @@ class FaultInjector {
       }
       case 'pause':
         this.#nodes.pause(node)
-        if (fault.kind === 'partition') {
-          const side = pausedSide(fault.groups)
-          if (!this.#announced.has(fault)) {
-            this.#announced.add(fault)
-            this.#open(label, 'partition', side, atMs)
-            this.#record('partition', `partition ${fault.groups.map(group => group.join(',')).join(' | ')} for ${formatDurationMs(fault.forMs)}: modelled as a pause (SIGSTOP) of the smaller side, node${side.length > 1 ? 's' : ''} ${side.join(', ')} (no netem on this kernel) [${label}]`)
-          }
-        } else {
-          this.#open(label, 'pause', [node], atMs)
-          this.#record('pause', `pause node ${node} (SIGSTOP) for ${formatDurationMs(fault.kind === 'pause' ? fault.forMs : 0)} [${label}]`)
-        }
+        this.#open(label, 'pause', [node], atMs)
+        this.#record('pause', `pause node ${node} (SIGSTOP) for ${formatDurationMs(fault.kind === 'pause' ? fault.forMs : 0)} [${label}]`)
         return
       case 'resume':
         this.#nodes.resume(node)
-        if (fault.kind === 'partition') {
-          const side = pausedSide(fault.groups)
-          if (this.#windows.some(window => window.open && window.kind === 'partition' && window.label === label)) {
-            this.#closeLabel(label, atMs)
-            this.#record('heal', `partition over: resume node${side.length > 1 ? 's' : ''} ${side.join(', ')} (SIGCONT) [${label}]`)
-          }
-        } else {
-          this.#close(node, 'pause', atMs)
-          this.#record('resume', `resume node ${node} (SIGCONT) [${label}]`)
-        }
+        this.#close(node, 'pause', atMs)
+        this.#record('resume', `resume node ${node} (SIGCONT) [${label}]`)
         return
+      case 'cut': {
+        const groups = step.fault.groups
+        this.#partition = groups
+        this.#open(label, 'partition', pausedSide(groups), atMs)
+        this.#record('partition', `partition ${groups.map(group => group.join(',')).join(' | ')} for ${formatDurationMs(step.fault.forMs)}: each node drops every message of the other side, direct or relayed (userland fault layer; no netem on this kernel) [${label}]`)
+        for (const member of groups.flat()) this.#cut(member)
+        return
+      }
+      case 'mend': {
+        const groups = step.fault.groups
+        this.#partition = null
+        this.#closeLabel(label, atMs)
+        this.#record('heal', `partition over: links between ${groups.map(group => group.join(',')).join(' | ')} restored [${label}]`)
+        for (const member of groups.flat()) this.#cut(member)
+        return
+      }
       case 'slow': {
         const timer = setInterval(() => {
           this.#nodes.pause(node, true)
@@ -396,6 +398,18 @@ class FaultInjector {
       }
       default: throw new Error(`unknown fault step ${JSON.stringify(step satisfies never)}`)
     }
+  }
+
+  /** Tell one node which peers to drop: those outside its group while a partition lasts, none after. */
+  #cut (member: number): void {
+    const groups = this.#partition
+    const own = groups?.find(group => group.includes(member)) ?? []
+    const block = groups === null ? [] : groups.flat().filter(other => !own.includes(other)).map(other => this.#nodes.node(other).peerId).filter(peer => peer !== '')
+    const api = this.#nodes.node(member).api
+    if (api === '') return
+    fetch(`${api}/v1/debug/faults`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ block }), signal: AbortSignal.timeout(5000) })
+      .then(async response => { if (!response.ok) this.#record('error', `node ${member} refused the partition change: ${response.status} ${await response.text()}`) })
+      .catch(() => { /* a killed or paused node: it is cut again when it restarts */ })
   }
 
   #open (label: string, kind: FaultWindow['kind'], nodes: number[], fromMs: number): void {

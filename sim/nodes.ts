@@ -190,6 +190,8 @@ export class LocalNodes {
       '--replicas', String(this.#options.replicas),
       ...(this.#options.capacity === undefined ? [] : ['--capacity', String(this.#options.capacity)]),
       '--log-level', 'warn',
+      // Partitions are cut in each node's transport (no netem on this kernel).
+      '--fault-injection',
       ...bootstrap.flatMap(address => ['--bootstrap', address])
     ]
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: { ...process.env, ...this.#options.env } })

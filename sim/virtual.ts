@@ -11,6 +11,8 @@ import type { Effect, Input } from '../src/core/protocol.js'
 import { canonicalText, isTerminal, merge } from '../src/core/record.js'
 import type { StoredEntry, TaskRecord, TaskSpec } from '../src/core/types.js'
 import { checkQueue, checkReplicas } from './checkers.js'
+import { judgeSchedules, scheduleSpecs } from './virtual-schedules.js'
+import type { ScheduleRunReport } from './virtual-schedules.js'
 import { prng } from './prng.js'
 import type { QueueReport, ReplicaReport } from './checkers.js'
 
@@ -27,6 +29,8 @@ export interface VirtualOptions {
   bug: 'none' | 'ack-without-persist' | 'accept-before-quorum'
   /** Virtual length of phase 1 (faults and load), ms. */
   phaseMs: number
+  /** Schedules (every / cron, catch-up all) created at the start of the load, deleted after healing; 0 = none. */
+  schedules?: number
 }
 
 export interface Violation {
@@ -48,6 +52,8 @@ export interface VirtualResult {
   replicas: ReplicaReport
   violations: Violation[]
   executions: number
+  /** Occurrences of the schedules: ticks expected, occurrences found, extra and missed. */
+  schedules: ScheduleRunReport
 }
 
 type SimEvent =
@@ -56,6 +62,7 @@ type SimEvent =
   | { atMs: number, seq: number, kind: 'wake', node: number, incarnation: number }
   | { atMs: number, seq: number, kind: 'finish', node: number, incarnation: number, taskId: string, epoch: number, ok: boolean }
   | { atMs: number, seq: number, kind: 'submit' }
+  | { atMs: number, seq: number, kind: 'command', id: string, command: 'cancel' }
   | { atMs: number, seq: number, kind: 'fault', apply: () => void, label: string }
 
 interface SimNode {
@@ -123,6 +130,9 @@ export function simulate (options: VirtualOptions): VirtualResult {
   let nextTaskId = 0
   let nextRequestId = 1
   const pendingSubmits = new Map<number, string[]>()
+  /** Schedules: id → when its delete was answered (null until then). */
+  const schedulesMade = new Map<string, { deletedAtMs: number | null }>()
+  const pendingCommands = new Map<number, string>()
 
   const trace = (task: string, text: string): void => {
     let lines = traces.get(task)
@@ -208,6 +218,15 @@ export function simulate (options: VirtualOptions): VirtualResult {
         return
       }
       case 'Reply': {
+        const commanded = pendingCommands.get(effect.requestId)
+        if (commanded !== undefined && effect.value.kind === 'command') {
+          pendingCommands.delete(effect.requestId)
+          // A delete that found no quorum (or no schedule yet) is asked again a little later.
+          const outcome = effect.value.outcome
+          if (outcome.ok || outcome.error.code === 'not_found') schedulesMade.get(commanded)!.deletedAtMs ??= nowMs
+          else schedule({ atMs: nowMs + 1000, kind: 'command', id: commanded, command: 'cancel' })
+          return
+        }
         const ids = pendingSubmits.get(effect.requestId)
         pendingSubmits.delete(effect.requestId)
         if (ids === undefined || effect.value.kind !== 'submit') return
@@ -247,6 +266,14 @@ export function simulate (options: VirtualOptions): VirtualResult {
   const loadStartMs = 3000
   const batches = Math.ceil(options.tasks / 10)
   for (let i = 0; i < batches; i++) schedule({ atMs: loadStartMs + Math.floor((i / batches) * (options.phaseMs - loadStartMs - 1000)), kind: 'submit' })
+  // Schedules: created with the load, deleted 10 s after healing (so catch-up has time).
+  const scheduleCount = options.schedules ?? 0
+  const deleteSchedulesAtMs = options.phaseMs + 10_000
+  for (let i = 0; i < scheduleCount; i++) {
+    const id = `sched${i}`
+    schedulesMade.set(id, { deletedAtMs: null })
+    schedule({ atMs: deleteSchedulesAtMs, kind: 'command', id, command: 'cancel' })
+  }
 
   // Faults, drawn from the seed; at most R - 1 nodes are lost for good.
   const healAtMs = options.phaseMs
@@ -298,6 +325,7 @@ export function simulate (options: VirtualOptions): VirtualResult {
     for (const input of held) deliver(node, input)
   }
 
+  let schedulesSubmitted = false
   const boundMs = healAtMs + 120_000
   let settledAtMs: number | null = null
   let nextCheckMs = healAtMs
@@ -340,13 +368,43 @@ export function simulate (options: VirtualOptions): VirtualResult {
         faults.push(`${Math.round(nowMs)}ms ${event.label}`)
         event.apply()
         break
+      case 'command': {
+        const up = nodes.filter(node => node.status === 'up')
+        if (up.length === 0) { schedule({ atMs: nowMs + 1000, kind: 'command', id: event.id, command: event.command }); break }
+        const requestId = nextRequestId++
+        pendingCommands.set(requestId, event.id)
+        deliver(pick(up), { kind: 'CommandRequested', atMs: 0, requestId, id: event.id, command: event.command })
+        break
+      }
+    }
+    if (scheduleCount > 0 && nowMs >= loadStartMs && !schedulesSubmitted) {
+      schedulesSubmitted = true
+      const up = nodes.filter(node => node.status === 'up')
+      const ids = [...schedulesMade.keys()]
+      const requestId = nextRequestId++
+      pendingSubmits.set(requestId, ids)
+      for (const id of ids) submitted.add(id)
+      deliver(pick(up), { kind: 'SubmitRequested', atMs: 0, requestId, items: ids.map((id, i) => ({ id, spec: { ...specOf(), maxAttempts: 3, delayMs: null, schedule: scheduleSpecs[i % scheduleSpecs.length]! } })) })
     }
     // Phase 2: once everything accepted is terminal, run on for quiescence (anti-entropy), then stop.
     if (nowMs >= nextCheckMs) {
       nextCheckMs = nowMs + 1000
-      if (settledAtMs === null && nowMs >= healAtMs && accepted.every(id => isTerminal(mergedRecord(id)?.state ?? 'queued'))) settledAtMs = nowMs
+      if (settledAtMs === null && nowMs >= healAtMs && accepted.every(id => isTerminal(mergedRecord(id)?.state ?? 'queued')) &&
+          [...schedulesMade.values()].every(made => made.deletedAtMs !== null) && occurrencesSettled()) settledAtMs = nowMs
       if (settledAtMs !== null && nowMs >= settledAtMs + 15_000) break
     }
+  }
+
+  /** Every occurrence any node holds is terminal. */
+  function occurrencesSettled (): boolean {
+    if (scheduleCount === 0) return true
+    for (const node of nodes) {
+      for (const id of node.disk.keys()) {
+        if (!id.includes('@')) continue
+        if (!isTerminal(mergedRecord(id)?.state ?? 'queued')) return false
+      }
+    }
+    return true
   }
 
   function mergedRecord (id: string): TaskRecord | null {
@@ -359,6 +417,20 @@ export function simulate (options: VirtualOptions): VirtualResult {
   }
 
   // ---------------------------------------------------------------- judging the run
+  // Occurrences were accepted by the schedules' owners: judge them like submitted tasks.
+  const occurrences = new Set<string>()
+  for (const node of nodes) for (const [id, entry] of node.disk) if (entry.record.scheduleId !== null && entry.record.state !== 'aborted') occurrences.add(id)
+  for (const id of executions.keys()) if (id.includes('@')) occurrences.add(id)
+  for (const id of [...occurrences].sort()) {
+    if (mergedRecord(id) === null && !executions.has(id)) continue
+    submitted.add(id)
+    if (mergedRecord(id)?.committed === true) accepted.push(id)
+  }
+  // A schedule whose create was refused (503) owes no ticks; its occurrences would be extra.
+  const scheduleReport = judgeSchedules([...schedulesMade].map(([id, made]) => ({ id, record: accepted.includes(id) ? mergedRecord(id) : null, deletedAtMs: made.deletedAtMs })), [...occurrences], healAtMs)
+  if (violations.length === 0) {
+    for (const problem of scheduleReport.problems.slice(0, 1)) violate('3: each occurrence exists at most once, and exactly once while the cluster is up', problem.schedule, problem.detail)
+  }
   const terminal = new Map<string, string>()
   for (const id of submitted) {
     const record = mergedRecord(id)
@@ -401,16 +473,16 @@ export function simulate (options: VirtualOptions): VirtualResult {
     const id = replicaReport.divergentIds[0]!
     violate('6: replicas agree after healing and quiescence', id, replicaInput.get(id)!.map(copy => `${copy.node}: ${copy.version === null ? 'absent' : JSON.parse(copy.version).state}`).join(', '))
   }
-  return { seed: options.seed, options, rates, virtualMs: Math.round(nowMs), events, faults, queue: queueReport, replicas: replicaReport, violations, executions: totalExecutions }
+  return { seed: options.seed, options, rates, virtualMs: Math.round(nowMs), events, faults, queue: queueReport, replicas: replicaReport, violations, executions: totalExecutions, schedules: scheduleReport }
 }
 
 // ------------------------------------------------------------------ CLI
 
-const USAGE = 'usage: taskmesh sim --virtual [--nodes 10] [--tasks 1000] [--replicas 3] [--seed N] [--no-faults] [--policy ring|ring-1] [--phase 30s] [--seeds N] [--json FILE] [--bug ack-without-persist|accept-before-quorum]'
+const USAGE = 'usage: taskmesh sim --virtual [--nodes 10] [--tasks 1000] [--replicas 3] [--seed N] [--no-faults] [--policy ring|ring-1] [--phase 30s] [--seeds N] [--schedules N] [--json FILE] [--bug ack-without-persist|accept-before-quorum]'
 
 export function replayCommand (options: VirtualOptions): string {
   return `taskmesh sim --virtual --seed ${options.seed} --nodes ${options.nodes} --tasks ${options.tasks} --replicas ${options.replicas} --policy ${options.policy} --phase ${options.phaseMs}ms` +
-    (options.faults ? '' : ' --no-faults') + (options.bug !== 'none' ? ` --bug ${options.bug}` : '')
+    (options.faults ? '' : ' --no-faults') + (options.bug !== 'none' ? ` --bug ${options.bug}` : '') + ((options.schedules ?? 0) > 0 ? ` --schedules ${options.schedules!}` : '')
 }
 
 export function parseVirtualOptions (argv: string[]): VirtualOptions & { seeds: number, json: string | null } {
@@ -428,7 +500,7 @@ export function parseVirtualOptions (argv: string[]): VirtualOptions & { seeds: 
     if (!Number.isInteger(parsed) || parsed < min || parsed > max) throw new Error(`--${name}: expected an integer in ${min}..${max}, got "${text}"\n${USAGE}`)
     return parsed
   }
-  const known = new Set(['--virtual', '--nodes', '--tasks', '--replicas', '--seed', '--no-faults', '--policy', '--phase', '--seeds', '--json', '--bug'])
+  const known = new Set(['--virtual', '--nodes', '--tasks', '--replicas', '--seed', '--no-faults', '--policy', '--phase', '--seeds', '--json', '--bug', '--schedules'])
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!
     if (!arg.startsWith('--')) continue
@@ -452,6 +524,7 @@ export function parseVirtualOptions (argv: string[]): VirtualOptions & { seeds: 
     bug,
     phaseMs: Math.max(6000, phaseMs),
     seeds: integer('seeds', 1, 1, 100_000),
+    schedules: integer('schedules', 0, 0, 1000),
     json: value('json') ?? null
   }
 }
@@ -471,6 +544,7 @@ export async function runVirtual (argv: string[]): Promise<number> {
     const q = result.queue
     console.log(`seed ${options.seed}: ${options.nodes} nodes, ${q.accepted} accepted, ${q.completed} succeeded, ${q.failed} dead, ` +
       `${q.lost} lost, ${q.duplicated} duplicated, ${q.unexpected} unexpected, ${result.replicas.divergent} divergent; ` +
+      (result.schedules.schedules > 0 ? `${result.schedules.expected} ticks expected, ${result.schedules.occurrences} occurrences, ${result.schedules.extra} extra, ${result.schedules.missed} missed; ` : '') +
       `${result.faults.length} faults; ${result.events} events in ${seconds.toFixed(2)} s (${Math.round(result.events / seconds)} events/s), ${(result.virtualMs / 1000).toFixed(1)} s virtual`)
     if (result.violations.length > 0) {
       failed++

@@ -7,6 +7,7 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { Client, TaskmeshError } from '../src/api/client.js'
 import { dashboardHtml, isLoopbackHost, startHttpApi, type HttpApiOptions } from '../src/api/http.js'
+import { FaultGate } from '../src/runtime/fault-gate.js'
 import type { NodeApi, TaskEvent, TaskView } from '../src/api/node-api.js'
 import type { PublicRecord } from '../src/api/present.js'
 import type { ClusterView, CommandOutcome, ListPage, ListQuery, Rejection, SubmitOutcome, TaskCommand, TaskRecord, TaskSpec, TaskState } from '../src/core/types.js'
@@ -858,6 +859,27 @@ test('Client: an unreachable node is code unreachable, status 0, with the URL', 
   assert.ok(error.message.includes(url), error.message)
   assert.is(await client.health(), false)
   assert.throws(() => new Client('not a url'), (thrown: unknown) => thrown instanceof TaskmeshError)
+})
+
+test('POST /v1/debug/faults: 404 unless the node runs with --fault-injection; validated; sets the gate', async () => {
+  await withServer({}, async ({ url }) => {
+    assertError(await call(url, 'POST', '/v1/debug/faults', { block: [] }), 404, 'not_found', /--fault-injection/)
+  })
+  const gate = new FaultGate()
+  await withServer({ faults: gate }, async ({ url }) => {
+    assertError(await call(url, 'POST', '/v1/debug/faults', { block: 'peer' }), 400, 'invalid_input', /^block:/)
+    assertError(await call(url, 'POST', '/v1/debug/faults', { lossRate: 2 }), 400, 'invalid_input', /^lossRate:/)
+    assertError(await call(url, 'POST', '/v1/debug/faults', { delay: -1 }), 400, 'invalid_input', /^delay:/)
+    assertError(await call(url, 'POST', '/v1/debug/faults', { drop: true }), 400, 'invalid_input', /^drop: unknown field/)
+    const set = await call(url, 'POST', '/v1/debug/faults', { block: ['peer-a'], delay: 5 })
+    assert.is(set.status, 200, set.text)
+    assert.equal(set.body.block, ['peer-a'])
+    assert.not.ok(gate.passes('peer-a'), 'a blocked peer is dropped')
+    assert.ok(gate.passes('peer-b'))
+    assert.is(gate.delayMs, 5)
+    await call(url, 'POST', '/v1/debug/faults', {})
+    assert.ok(gate.passes('peer-a'), 'an empty body heals')
+  })
 })
 
 test.run()

@@ -2,7 +2,7 @@
 // Deterministic: no real time, no real network. Tests decide which links are down.
 import { TaskmeshNode } from '../src/core/node.js'
 import type { CoreConfig } from '../src/core/node.js'
-import type { StoredEntry } from '../src/core/types.js'
+import type { StoredEntry, TaskCommand, TaskSpec } from '../src/core/types.js'
 import type { Effect, Input, PeerMessage, ReplyValue } from '../src/core/protocol.js'
 import type { ExecuteOrder } from '../src/exec/types.js'
 
@@ -11,6 +11,8 @@ export class Harness {
   readonly nodes = new Map<string, TaskmeshNode>()
   readonly replies = new Map<number, ReplyValue>()
   readonly executions: Array<{ node: string, order: ExecuteOrder }> = []
+  readonly aborts: Array<{ node: string, taskId: string, epoch: number, reason: string }> = []
+  readonly forgotten: Array<{ node: string, id: string }> = []
   readonly down = new Set<string>()
   /** What each node has persisted: its disk survives crash() and feeds restart(). */
   readonly disks = new Map<string, Map<string, StoredEntry>>()
@@ -77,6 +79,22 @@ export class Harness {
     }))
   }
 
+  /** Submit one task with the given spec fields (the rest as in submit()). */
+  submitSpec (id: string, taskId: string, fields: Partial<TaskSpec> = {}): number {
+    return this.request(id, requestId => ({ kind: 'SubmitRequested', atMs: this.nowMs, requestId, items: [{ id: taskId, spec: spec(fields) }] }))
+  }
+
+  command (id: string, taskId: string, command: TaskCommand): number {
+    return this.request(id, requestId => ({ kind: 'CommandRequested', atMs: this.nowMs, requestId, id: taskId, command }))
+  }
+
+  /** Queue an input without running the queue (to make requests concurrent). */
+  enqueue (id: string, make: (requestId: number) => Input): number {
+    const requestId = this.#nextRequestId++
+    this.#queue.push({ to: id, input: make(requestId) })
+    return requestId
+  }
+
   finish (node: string, taskId: string, epoch: number, ok = true): void {
     this.#queue.push({ to: node, input: { kind: 'ExecutionFinished', atMs: this.nowMs, taskId, epoch, outcome: ok ? { ok: true, result: 'done' } : { ok: false, error: 'boom' }, durationMs: 1 } })
     this.run()
@@ -116,7 +134,17 @@ export class Harness {
       case 'Persist': this.disks.get(from)!.set(effect.entry.record.id, structuredClone(effect.entry)); break
       case 'Reply': this.replies.set(effect.requestId, effect.value); break
       case 'Execute': this.executions.push({ node: from, order: effect.order }); break
+      case 'Abort': this.aborts.push({ node: from, taskId: effect.taskId, epoch: effect.epoch, reason: effect.reason }); break
+      case 'Forget': this.disks.get(from)!.delete(effect.id); this.forgotten.push({ node: from, id: effect.id }); break
       default: break
     }
+  }
+}
+
+export function spec (fields: Partial<TaskSpec> = {}): TaskSpec {
+  return {
+    type: 'noop', payload: null, priority: 0, runAtMs: null, delayMs: null, maxAttempts: 1,
+    backoff: { kind: 'fixed', delayMs: 10, delayMsMax: 10 }, timeoutMs: null, idempotencyKey: null, dependsOn: [], schedule: null,
+    ...fields
   }
 }

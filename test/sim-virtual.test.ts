@@ -54,6 +54,16 @@ test('50 fault-free seeds: no invariant violated (invariant 8: nothing executes 
   }
 })
 
+test('schedules without faults: every tick fires exactly once (invariant 3)', () => {
+  for (let seed = 1; seed <= 5; seed++) {
+    const result = simulate({ ...base, seed, tasks: 100, nodes: 7, schedules: 3 })
+    assert.equal(result.violations, [], `seed ${seed}: ${JSON.stringify(result.violations[0] ?? null)}`)
+    assert.ok(result.schedules.expected > 10, `seed ${seed}: ${result.schedules.expected} ticks expected`)
+    assert.is(result.schedules.extra, 0)
+    assert.is(result.schedules.missed, 0)
+  }
+})
+
 test('same seed, same result: two runs give identical JSON', () => {
   const options = { ...base, seed: 7, faults: true, nodes: 7 }
   assert.is(JSON.stringify(simulate(options)), JSON.stringify(simulate(options)))

@@ -7,6 +7,7 @@ import { isIP } from 'node:net'
 import { parseDurationMs } from '../core/duration.js'
 import type { ErrorCode, ListQuery, Rejection, TaskCommand, TaskState } from '../core/types.js'
 import type { Logger } from '../runtime/log.js'
+import type { FaultConfig, FaultGate } from '../runtime/fault-gate.js'
 import type { NodeApi, TaskView } from './node-api.js'
 import { toClusterJson, toPublicRecord, toPublicTaskEvent } from './present.js'
 import { ID_PATTERN, TYPE_PATTERN, validateBatchBody, validateCreateBody } from './validate.js'
@@ -28,6 +29,8 @@ export interface HttpApiOptions {
   sseClientsMax?: number
   /** Interval of the SSE heartbeat comment; default 15 s. */
   sseHeartbeatMs?: number
+  /** The test-only network fault layer (--fault-injection); absent = POST /v1/debug/faults is 404. */
+  faults?: FaultGate | null
   log: Logger
 }
 
@@ -214,6 +217,15 @@ export async function startHttpApi (options: HttpApiOptions): Promise<HttpApi> {
     sendJson(context, 202, { draining: true })
   }
 
+  const debugFaults: Handler = async (context) => {
+    const gate = options.faults ?? null
+    if (gate === null) throw new ApiError('not_found', 'fault injection is off: start the node with --fault-injection (for tests only)')
+    const config = checkFaultConfig(await readJsonBody(context, HTTP_LIMITS.emptyBodyBytesMax, true))
+    gate.set(config)
+    log.warn('api.faults_set', { block: config.block.length, delayMs: config.delayMs, lossRate: config.lossRate })
+    sendJson(context, 200, { ...gate.config, dropped: gate.dropped })
+  }
+
   const events: Handler = (context) => {
     const { res } = context
     if (sseClients.size >= sseClientsMax) {
@@ -293,6 +305,7 @@ export async function startHttpApi (options: HttpApiOptions): Promise<HttpApi> {
     { name: '/v1/tasks/:id/resume', pattern: /^\/v1\/tasks\/([^/]+)\/resume$/, methods: { POST: commandHandler('resume') } },
     { name: '/v1/cluster', pattern: /^\/v1\/cluster$/, methods: { GET: getCluster } },
     { name: '/v1/drain', pattern: /^\/v1\/drain$/, methods: { POST: drain } },
+    { name: '/v1/debug/faults', pattern: /^\/v1\/debug\/faults$/, methods: { POST: debugFaults } },
     { name: '/v1/events', pattern: /^\/v1\/events$/, methods: { GET: events } }
   ]
 
@@ -744,3 +757,18 @@ const DASHBOARD_CSP = [
 /** Exported for tests: the page must stay self-contained. */
 export const dashboardHtml = DASHBOARD_HTML
 
+/** `{ block?: [peer id], delay?: ms, lossRate?: 0..1 }`: what the node drops and delays from now on. */
+function checkFaultConfig (body: unknown): FaultConfig {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new ApiError('invalid_input', 'body: must be a JSON object { block?, delay?, lossRate? }')
+  const fields = body as Record<string, unknown>
+  for (const key of Object.keys(fields)) if (key !== 'block' && key !== 'delay' && key !== 'lossRate') throw new ApiError('invalid_input', `${key}: unknown field (known: block, delay, lossRate)`)
+  const block = fields.block ?? []
+  if (!Array.isArray(block) || block.length > 1000 || !block.every(peer => typeof peer === 'string' && peer.length > 0 && peer.length <= 128)) {
+    throw new ApiError('invalid_input', 'block: must be an array of at most 1000 peer ids')
+  }
+  const delay = fields.delay ?? 0
+  if (typeof delay !== 'number' || !Number.isInteger(delay) || delay < 0 || delay > 60_000) throw new ApiError('invalid_input', 'delay: must be an integer number of milliseconds, 0-60000')
+  const lossRate = fields.lossRate ?? 0
+  if (typeof lossRate !== 'number' || !(lossRate >= 0 && lossRate <= 1)) throw new ApiError('invalid_input', 'lossRate: must be a number from 0 to 1')
+  return { block: block as string[], delayMs: delay, lossRate }
+}

@@ -130,6 +130,7 @@ const COMMANDS: Record<string, Command> = {
         retention: { kind: 'string', valueName: '<D>', description: 'how long finished tasks (results, output, history) are kept (default 7d)' },
         handlers: { kind: 'string', valueName: '<module>', description: 'module whose exports are task handlers, by type' },
         'allow-exec': { kind: 'boolean', description: 'enable the shell executor' },
+        'fault-injection': { kind: 'boolean', description: 'for tests: accept POST /v1/debug/faults (drop or delay messages of chosen peers)' },
         'swarm-key': { kind: 'string', valueName: '<file>', description: 'swarm key of a private network (see taskmesh keygen)' },
         'api-token': { kind: 'string', valueName: '<file>', description: 'file holding the bearer token the HTTP API requires' },
         'log-level': { kind: 'string', valueName: '<level>', description: 'debug, info, warn, error or silent (default info)' },
@@ -390,6 +391,7 @@ async function startOptions (args: ParsedArgs): Promise<NodeOptions> {
   const handlers = handlersOption(args)
   if (handlers !== undefined) options.handlers = handlers
   if (args.flag('allow-exec')) options.allowExec = true
+  if (args.flag('fault-injection')) options.faultInjection = true
   const payloadMax = integerOption(args, 'payload-max', 1)
   if (payloadMax !== undefined) options.payloadBytesMax = payloadMax
   const heartbeat = durationOption(args, 'heartbeat')

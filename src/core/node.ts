@@ -171,7 +171,9 @@ interface PendingStore {
   needed: number
   acks: Set<string>
   nacks: Set<string>
-  then: (ok: boolean) => void
+  refusal: TaskRecord | null
+  /** `refusal`: the newest record a refusing replica answered with (it holds something newer). */
+  then: (ok: boolean, refusal: TaskRecord | null) => void
 }
 
 /** Aging of the ready queue: one priority level per minute waited, so low priorities never starve. */
@@ -477,8 +479,20 @@ export class TaskmeshNode {
         this.#submitIds.delete(id)
         const existing = reusable ? found.get(id) ?? null : null
         if (existing !== null && existing.state !== 'aborted') {
-          this.#resolveSubmit(requestId, index, { ok: true, created: false, record: existing })
-          this.#settleWaiters(id, { ok: true, created: false, record: existing })
+          const answer = (outcome: SubmitOutcome): void => {
+            this.#resolveSubmit(requestId, index, outcome)
+            this.#settleWaiters(id, outcome)
+          }
+          if (existing.committed) return answer({ ok: true, created: false, record: existing })
+          // An earlier try that never heard its quorum: make it durable now, then it is the answer.
+          this.#submitIds.add(id)
+          this.#storeQuorum({ ...existing, committed: true }, (ok, refusal) => {
+            this.#submitIds.delete(id)
+            const moved = refusal !== null && refusal.committed && refusal.state !== 'aborted'
+            answer(ok || moved
+              ? { ok: true, created: false, record: this.#entries.get(id)?.record ?? refusal ?? existing }
+              : { ok: false, error: { code: 'no_quorum', message: 'could not store the task on a majority of its replicas; submit again with the same key' } })
+          })
           return
         }
         for (const parent of parents) {
@@ -716,6 +730,7 @@ export class TaskmeshNode {
     if (store !== undefined && store.record.id === message.id) {
       if (message.ok) store.acks.add(from)
       else store.nacks.add(from)
+      if (message.record !== null) store.refusal = store.refusal === null ? message.record : merge(store.refusal, message.record)
       this.#maybeFinishStore(message.rid)
       return
     }
@@ -1174,10 +1189,29 @@ export class TaskmeshNode {
     this.#submits.delete(rid)
     if (submit.conflict !== null) {
       // Another node created this very id (same idempotency key or occurrence) at the same
-      // time, and its create holds the replicas: that is the task. Our copies, where they
-      // landed, merge into it (same id); nothing to abort.
+      // time: it is the same task. Neither create may have reached a quorum (each replica
+      // kept the first it saw), so write the merged version, committed, to a quorum: then it
+      // is durable and runs once, whichever versions the replicas hold (they merge to one).
+      const id = submit.record.id
+      const adopted: TaskRecord = { ...merge(submit.record, submit.conflict), committed: true }
+      this.#storeQuorum(adopted, (ok, refusal) => {
+        this.#submitIds.delete(id)
+        // Refused because the task moved on (claimed, even finished): it exists and is committed.
+        const moved = refusal !== null && refusal.committed && refusal.state !== 'aborted'
+        this.#settleSubmit(submit, ok || moved
+          ? { ok: true, created: false, record: this.#entries.get(id)?.record ?? refusal ?? adopted }
+          : { ok: false, error: { code: 'no_quorum', message: `could not store the task on a majority of its replicas; it may exist (submit again with the same key)` } })
+      })
+      return
+    }
+    if (submit.record.idempotencyKey !== null || submit.record.scheduleId !== null) {
+      // An id that can be submitted again (a key, an occurrence) is not aborted: an abort
+      // tombstone could outrank another node's accepted create of the same id. The copies that
+      // landed stay uncommitted until a retry with the same key (or the schedule's next try)
+      // adopts them, or the replicas' commit fallback does.
       this.#submitIds.delete(submit.record.id)
-      this.#settleSubmit(submit, { ok: true, created: false, record: submit.conflict })
+      this.#stats.submitsRejected++
+      this.#settleSubmit(submit, { ok: false, error: { code: 'no_quorum', message: `could not store the task on ${submit.needed} of its ${submit.replicas.length} replicas (${why}); submit again with the same key` } })
       return
     }
     const abortRid = this.#nextRid++
@@ -1356,12 +1390,12 @@ export class TaskmeshNode {
    * Write a record to its replica set (and its last owner, so a running cancelled task stops
    * there) and call `then(true)` once a write quorum stored it, `then(false)` if none did in time.
    */
-  #storeQuorum (record: TaskRecord, then: (ok: boolean) => void): void {
+  #storeQuorum (record: TaskRecord, then: (ok: boolean, refusal: TaskRecord | null) => void): void {
     const replicas = this.replicaSetOf(record.id)
     const targets = new Set([...replicas, ...record.replicas])
     if (record.owner !== null) targets.add(record.owner)
     const rid = this.#nextRid++
-    this.#stores.set(rid, { record, replicas, needed: writeQuorum(replicas.length), acks: new Set(), nacks: new Set(), then })
+    this.#stores.set(rid, { record, replicas, needed: writeQuorum(replicas.length), acks: new Set(), nacks: new Set(), then, refusal: null })
     this.#addTimer({ atMs: this.#nowMs + this.config.submitTimeoutMs, kind: 'storeDeadline', rid })
     for (const peer of targets) this.#deliver(peer, { kind: 'store', rid, record })
   }
@@ -1374,10 +1408,10 @@ export class TaskmeshNode {
     if (acks >= store.needed) {
       this.#stores.delete(rid)
       this.#apply(store.record, false)
-      store.then(true)
+      store.then(true, null)
     } else if (timedOut || refused > store.replicas.length - store.needed) {
       this.#stores.delete(rid)
-      store.then(false)
+      store.then(false, store.refusal)
     }
   }
 

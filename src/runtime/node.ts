@@ -17,6 +17,7 @@ import { PeerNet } from '../net/peer-net.js'
 import { validateEvents, validateHeartbeat, validatePeerMessage } from '../net/wire.js'
 import { Store } from '../store/store.js'
 import { Driver } from './driver.js'
+import { FaultGate } from './fault-gate.js'
 import { createLogger } from './log.js'
 import type { Logger } from './log.js'
 import { renderMetrics } from './metrics.js'
@@ -273,6 +274,8 @@ export async function startNode (options: NodeOptions): Promise<RunningNode> {
       }
     }
     let driver: Driver | null = null
+    // Test-only network faults (--fault-injection): null in production, so no cost there.
+    const gate = options.faultInjection === true ? new FaultGate() : null
     const dialing = new Set<string>()
     const early: Array<() => void> = []
     const whenReady = (fn: () => void): void => { if (driver !== null) fn(); else early.push(fn) }
@@ -286,6 +289,7 @@ export async function startNode (options: NodeOptions): Promise<RunningNode> {
       frameBytesMax: DEFAULTS.frameBytesMax,
       log,
       onMessages: (from, messages) => whenReady(() => {
+        if (gate !== null && !gate.passes(from)) return
         for (const value of messages) {
           const message = validatePeerMessage(value)
           if (!message.ok) {
@@ -296,6 +300,7 @@ export async function startNode (options: NodeOptions): Promise<RunningNode> {
         }
       }),
       onGossip: (topic, from, value) => whenReady(() => {
+        if (gate !== null && !gate.passes(from)) return
         if (topic === HEARTBEAT_TOPIC) {
           const heartbeat = validateHeartbeat(value, from)
           if (!heartbeat.ok) {
@@ -332,7 +337,7 @@ export async function startNode (options: NodeOptions): Promise<RunningNode> {
     const apiProxy: NodeApi = lazyApi(() => node?.api ?? null)
     if (options.api !== false) {
       const [host, port] = splitHostPort(options.api ?? DEFAULTS.api)
-      const http = await startHttpApi({ host, port, token: options.apiToken ?? null, node: apiProxy, payloadBytesMax, log })
+      const http = await startHttpApi({ host, port, token: options.apiToken ?? null, node: apiProxy, payloadBytesMax, faults: gate, log })
       apiUrl = http.url
       closeHttp = http.close
       cleanups.push(http.close)
@@ -368,7 +373,12 @@ export async function startNode (options: NodeOptions): Promise<RunningNode> {
     cleanups.push(async () => gossip.stop())
     driver = new Driver(core, {
       persist: async (batch, forgotten) => await store.write(batch, forgotten),
-      send: (peerId, messages) => net.send(peerId, messages),
+      send: (peerId, messages) => {
+        if (gate === null) return net.send(peerId, messages)
+        if (!gate.passes(peerId)) return
+        if (gate.delayMs > 0) setTimeout(() => net.send(peerId, messages), gate.delayMs).unref()
+        else net.send(peerId, messages)
+      },
       publishHeartbeat: heartbeat => net.publish(HEARTBEAT_TOPIC, heartbeat),
       announce: events => {
         notify(events)

@@ -40,4 +40,6 @@ export interface NodeOptions {
   removeAfterMs?: number
   /** How long a drain (SIGTERM, stop(), POST /v1/drain) waits for running tasks; default 30 s. */
   drainGraceMs?: number
+  /** Test only: accept POST /v1/debug/faults (drop messages of given peers, add delay or loss). */
+  faultInjection?: boolean
 }

@@ -74,4 +74,32 @@ test('taskmesh sim: kill and restart a node under load, nothing lost, a full JSO
   }
 })
 
+test('taskmesh sim: a partition cuts the links in the transport; the minority side refuses, nothing is lost', async () => {
+  const dir = await tempDir('sim-partition')
+  const jsonFile = join(dir, 'report.json')
+  try {
+    const args = ['sim', '--nodes', '3', '--tasks', '200', '--rate', '25', '--duration', '50ms',
+      '--faults', 'partition:1|2,3@2s+4s', '--seed', '12', '--json', jsonFile]
+    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', chunk => { stdout += String(chunk) })
+    child.stderr.on('data', chunk => { stderr += String(chunk) })
+    const guard = setTimeout(() => child.kill('SIGINT'), RUN_TIMEOUT_MS)
+    const code = await new Promise<number | null>(resolve => child.once('exit', resolve))
+    clearTimeout(guard)
+    assert.is(code, 0, `exit ${code}\nstdout:\n${stdout}\nstderr:\n${stderr}`)
+    const report = JSON.parse(await readFile(jsonFile, 'utf8'))
+    console.log(`    sim partition: accepted ${report.accepted}, completed ${report.completed}, lost ${report.lost}, duplicated ${report.duplicated}, refused ${report.submit.refused}`)
+    assert.is(report.lost, 0)
+    assert.is(report.completed, report.accepted)
+    assert.is(report.unexpected, 0)
+    assert.match(stdout, /userland fault layer/)
+    assert.match(stdout, /partition over/)
+    assert.ok(report.submit.refused > 0, `node 1, cut off alone, answered 503 to the submits sent to it\n${stdout}`)
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+})
+
 test.run()
