@@ -15,7 +15,7 @@ function cronOf (spec: ScheduleSpec): Cron {
   let cron = crons.get(key)
   if (cron === undefined) {
     // No time zone means UTC (types.ts), never the node's local zone: nodes may disagree on it.
-    cron = new Cron(spec.cron!, { paused: true, timezone: spec.timezone ?? 'UTC' })
+    cron = new Cron(spec.cron!, { paused: true, mode: '5-or-6-parts', timezone: spec.timezone ?? 'UTC' })
     if (crons.size > 10_000) crons.clear()
     crons.set(key, cron)
   }
