@@ -213,7 +213,8 @@ export function simulate (options: VirtualOptions): VirtualResult {
         if (ids === undefined || effect.value.kind !== 'submit') return
         effect.value.outcomes.forEach((outcome, i) => {
           if (outcome.ok && options.bug !== 'accept-before-quorum') accepted.push(ids[i]!)
-          if (!outcome.ok) refused.push(ids[i]!)
+          // Only no_quorum promises "nothing was accepted"; an unknown outcome may still run.
+          if (!outcome.ok && outcome.error.code === 'no_quorum') refused.push(ids[i]!)
           trace(ids[i]!, `${node.id} reply ${outcome.ok ? 'accepted' : outcome.error.code}`)
         })
         return

@@ -77,4 +77,15 @@ test('the checkers catch a broken variant: accepting before the quorum loses tas
   assert.ok(caught > 0, 'early acceptance is caught within a dozen seeds')
 })
 
+test('60 faulted seeds (crashes, permanent loss of < R, partitions, pauses, loss) and one fresh seed: nothing lost, no invariant violated', () => {
+  const fresh = 1_000_000 + Math.floor(Math.random() * 1_000_000_000)
+  console.log(`  fresh faulted seed ${fresh}; replay: taskmesh sim --virtual --seed ${fresh} --nodes 7 --tasks 500`)
+  for (const seed of [...Array.from({ length: 60 }, (_, i) => i + 1), fresh]) {
+    const result = simulate({ ...base, seed, faults: true, nodes: 7, tasks: 500, phaseMs: 30_000 })
+    const replay = `taskmesh sim --virtual --seed ${seed} --nodes 7 --tasks 500`
+    assert.equal(result.violations, [], `seed ${seed} (${replay}): ${JSON.stringify(result.violations[0])}`)
+    assert.is(result.queue.lost, 0, `seed ${seed} (${replay}): lost`)
+  }
+})
+
 test.run()
