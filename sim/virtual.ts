@@ -232,7 +232,8 @@ export function simulate (options: VirtualOptions): VirtualResult {
         if (ids === undefined || effect.value.kind !== 'submit') return
         effect.value.outcomes.forEach((outcome, i) => {
           if (outcome.ok && options.bug !== 'accept-before-quorum') accepted.push(ids[i]!)
-          if (!outcome.ok) refused.push(ids[i]!)
+          // Only no_quorum promises "nothing was accepted"; an unknown outcome may still run.
+          if (!outcome.ok && outcome.error.code === 'no_quorum') refused.push(ids[i]!)
           trace(ids[i]!, `${node.id} reply ${outcome.ok ? 'accepted' : outcome.error.code}`)
         })
         return
@@ -266,9 +267,10 @@ export function simulate (options: VirtualOptions): VirtualResult {
   const loadStartMs = 3000
   const batches = Math.ceil(options.tasks / 10)
   for (let i = 0; i < batches; i++) schedule({ atMs: loadStartMs + Math.floor((i / batches) * (options.phaseMs - loadStartMs - 1000)), kind: 'submit' })
-  // Schedules: created with the load, deleted 10 s after healing (so catch-up has time).
+  // Schedules: created with the load, deleted 25 s after healing: time for the ring to drop
+  // members lost for good (removeAfterMs) and for the owner to catch up on the missed ticks.
   const scheduleCount = options.schedules ?? 0
-  const deleteSchedulesAtMs = options.phaseMs + 10_000
+  const deleteSchedulesAtMs = options.phaseMs + 25_000
   for (let i = 0; i < scheduleCount; i++) {
     const id = `sched${i}`
     schedulesMade.set(id, { deletedAtMs: null })

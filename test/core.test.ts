@@ -24,15 +24,17 @@ test('submit is accepted once a write quorum stored it, then the owner claims an
   for (const id of ['a', 'b', 'c']) assert.is(h.node(id).record('task-1')!.state, 'succeeded', `replica ${id} sees the outcome`)
 })
 
-test('no quorum: the submit times out with no_quorum and the task never appears, even after healing', () => {
+test('no quorum and no abort quorum: the outcome is answered as unknown, never 503; the task never appears', () => {
   const h = new Harness(['a', 'b', 'c'])
   h.meet()
   h.down.add('b'); h.down.add('c')
   const requestId = h.submit('a', 'task-2')
   assert.is(h.replies.get(requestId), undefined, 'no answer before the timeout')
-  h.advance(2200) // the submit timeout, then the abort's own timeout
+  h.advance(2200) // the submit timeout, then the abort's own timeout: still no quorum for either
+  assert.is(h.replies.get(requestId), undefined, 'no 503 while the abort is on a minority: b and c might hold the task')
+  h.advance(1000) // up to the replicas' commit fallback
   const outcome = submitReply(h, requestId)
-  assert.ok(!outcome.ok && outcome.error.code === 'no_quorum', 'refused with no_quorum')
+  assert.ok(!outcome.ok && outcome.error.code === 'internal' && outcome.error.message.startsWith('outcome unknown'), 'answered as unknown')
   h.down.clear()
   h.advance(5000)
   assert.is(h.executions.length, 0, 'never executed')
@@ -40,6 +42,21 @@ test('no quorum: the submit times out with no_quorum and the task never appears,
   h.advance(300)
   const reply = h.replies.get(read)
   assert.ok(reply?.kind === 'read' && reply.record === null, 'reads as absent')
+})
+
+test('no quorum, then the abort reaches a quorum: 503, and the task never runs', () => {
+  const h = new Harness(['a', 'b', 'c'])
+  h.meet()
+  h.down.add('b'); h.down.add('c')
+  const requestId = h.submit('a', 'task-2b')
+  h.advance(1100) // the submit times out; the abort reaches only a
+  h.down.delete('c') // c is back before the fallback: the abort's retry reaches it
+  h.advance(1500)
+  const outcome = submitReply(h, requestId)
+  assert.ok(!outcome.ok && outcome.error.code === 'no_quorum', 'refused with no_quorum once a quorum holds the abort')
+  h.down.clear()
+  h.advance(5000)
+  assert.is(h.executions.length, 0, 'never executed')
 })
 
 test('a stale result (lower fencing token) is refused after a takeover with a higher epoch', () => {

@@ -170,4 +170,74 @@ test('a finished run whose outcome is still on its way to a quorum is not claime
   assert.is(h.node(others[0]!).record('o1')?.state, 'succeeded')
 })
 
+test('an outcome that misses its write quorum is not applied by the cut-off owner, and loses to the newer run', () => {
+  const h = new Harness(['a', 'b', 'c'])
+  h.meet()
+  const requestId = h.request('a', rid => ({
+    kind: 'SubmitRequested', atMs: h.nowMs, requestId: rid,
+    items: [{ id: 'w1', spec: { type: 'noop', payload: null, priority: 0, runAtMs: null, delayMs: null, maxAttempts: 3, backoff: { kind: 'fixed' as const, delayMs: 10, delayMsMax: 10 }, timeoutMs: null, idempotencyKey: null, dependsOn: [], schedule: null } }]
+  }))
+  assert.ok(h.replies.get(requestId)?.kind === 'submit')
+  const [first] = h.executions.splice(0)
+  const owner = first!.node
+  const others = ['a', 'b', 'c'].filter(id => id !== owner)
+  // The owner finishes while cut off from both replicas: its write times out.
+  for (const id of others) h.down.add(id)
+  h.finish(owner, 'w1', first!.order.fencingToken)
+  h.advance(1200)
+  assert.is(h.node(owner).record('w1')!.state, 'running', 'the outcome without a quorum is not applied locally')
+  // The owner is cut off in turn; the others take over and the newer run fails (retrying).
+  h.down.clear(); h.down.add(owner)
+  h.advance(1500)
+  const takeover = h.executions.splice(0).find(run => run.order.taskId === 'w1')
+  assert.ok(takeover !== undefined && takeover.order.fencingToken > first!.order.fencingToken, 'taken over with a newer epoch')
+  h.finish(takeover!.node, 'w1', takeover!.order.fencingToken, false)
+  h.down.delete(owner) // the old owner's write reaches the replicas now: refused
+  h.advance(3000)
+  const runs = new Map<string, number>()
+  finishAll(h, runs)
+  h.advance(6000)
+  for (const id of ['a', 'b', 'c']) {
+    const record = h.node(id).record('w1')!
+    assert.ok(record.epoch > first!.order.fencingToken, `${id}: the outcome comes from the newer epoch (got ${record.state} e${record.epoch})`)
+    assert.is(record.state, 'succeeded')
+  }
+})
+
+test('hinted handoff: a task accepted on W replicas while the third is down survives losing those W', () => {
+  const h = new Harness(['a', 'b', 'c', 'd', 'e'])
+  h.meet()
+  const replicas = h.node('a').replicaSetOf('h1')
+  const [r1, r2, r3] = replicas as [string, string, string]
+  const submitter = ['a', 'b', 'c', 'd', 'e'].find(id => !replicas.includes(id))!
+  h.crash(r3) // not yet suspected: the submit still targets it
+  submitMany(h, submitter, ['h1'])
+  assert.ok(h.disks.get(r3)!.get('h1') === undefined, 'the third replica never got it')
+  h.advance(1000) // r3 suspected, dead; a sync round copies the record past the replica set
+  const holders = [...h.nodes.keys()].filter(id => !replicas.includes(id) && h.node(id).record('h1') !== null)
+  assert.ok(holders.length > 0, 'a live member past the replica set holds a hinted copy')
+  h.crash(r1); h.crash(r2) // lost for good: fewer than R of the replicas
+  h.disks.get(r1)!.clear(); h.disks.get(r2)!.clear()
+  h.restart(r3)
+  h.advance(12_000) // the lost ones leave the ring; the hint holder is now a replica
+  const runs = new Map<string, number>()
+  finishAll(h, runs)
+  h.advance(6000)
+  finishAll(h, runs)
+  const live = [...h.nodes.keys()].filter(id => !h.down.has(id))
+  assert.ok(live.some(id => h.node(id).record('h1')?.state === 'succeeded'), 'the task survived and finished')
+})
+
+test('a node restarted from its disk puts the peers its records name on its ring until they are heard or removed', () => {
+  const h = new Harness(['a', 'b', 'c', 'd', 'e'])
+  h.meet()
+  submitMany(h, 'a', ['m1'])
+  const set = h.node('a').replicaSetOf('m1')
+  const member = set[0]!
+  h.crash(member)
+  for (const id of ['a', 'b', 'c', 'd', 'e']) if (id !== member) h.down.add(id) // it comes back alone, hearing no one
+  h.restart(member)
+  assert.equal(h.node(member).replicaSetOf('m1'), set, 'same replica set as before the crash, not one built from the peers it hears')
+})
+
 test.run()

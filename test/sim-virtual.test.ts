@@ -64,6 +64,19 @@ test('schedules without faults: every tick fires exactly once (invariant 3)', ()
   }
 })
 
+test('schedules under faults: 20 seeds, no extra and no missed occurrence, nothing lost', () => {
+  let occurrences = 0
+  for (let seed = 1; seed <= 20; seed++) {
+    const result = simulate({ ...base, seed, nodes: 7, tasks: 200, faults: true, phaseMs: 30_000, schedules: 3 })
+    assert.equal(result.violations, [], `seed ${seed}: ${JSON.stringify(result.violations[0] ?? null)}`)
+    assert.is(result.schedules.extra, 0, `seed ${seed}`)
+    assert.is(result.schedules.missed, 0, `seed ${seed}`)
+    assert.is(result.queue.lost, 0, `seed ${seed}`)
+    occurrences += result.schedules.occurrences
+  }
+  console.log(`    schedules under faults: 20 seeds, ${occurrences} occurrences, 0 extra, 0 missed`)
+})
+
 test('same seed, same result: two runs give identical JSON', () => {
   const options = { ...base, seed: 7, faults: true, nodes: 7 }
   assert.is(JSON.stringify(simulate(options)), JSON.stringify(simulate(options)))
@@ -85,6 +98,17 @@ test('the checkers catch a broken variant: accepting before the quorum loses tas
     if (result.violations.some(violation => violation.invariant.startsWith('1:'))) caught++
   }
   assert.ok(caught > 0, 'early acceptance is caught within a dozen seeds')
+})
+
+test('60 faulted seeds (crashes, permanent loss of < R, partitions, pauses, loss) and one fresh seed: nothing lost, no invariant violated', () => {
+  const fresh = 1_000_000 + Math.floor(Math.random() * 1_000_000_000)
+  console.log(`  fresh faulted seed ${fresh}; replay: taskmesh sim --virtual --seed ${fresh} --nodes 7 --tasks 500`)
+  for (const seed of [...Array.from({ length: 60 }, (_, i) => i + 1), fresh]) {
+    const result = simulate({ ...base, seed, faults: true, nodes: 7, tasks: 500, phaseMs: 30_000 })
+    const replay = `taskmesh sim --virtual --seed ${seed} --nodes 7 --tasks 500`
+    assert.equal(result.violations, [], `seed ${seed} (${replay}): ${JSON.stringify(result.violations[0])}`)
+    assert.is(result.queue.lost, 0, `seed ${seed} (${replay}): lost`)
+  }
 })
 
 test.run()

@@ -68,6 +68,19 @@ export class Membership {
     return { ring: this.#reevaluate(existing, atMs), liveness: true }
   }
 
+  /**
+   * A peer named in this node's own records (read back from disk after a restart) that it has
+   * not heard yet: it counts on the ring as suspect, then dead and removed on the usual clock,
+   * as it does for the members that never restarted. Why: a node that comes back inside a
+   * partition would otherwise build its ring from the few peers it hears, and claim and hand
+   * off by replica sets that nobody else uses.
+   */
+  onMentioned (peerId: string, atMs: number): MembershipChange {
+    if (this.members.has(peerId)) return { ring: false, liveness: false }
+    this.members.set(peerId, { peerId, state: 'suspect', lastSeenMs: atMs, stateSinceMs: atMs, heartbeat: null, onRing: true })
+    return { ring: true, liveness: true }
+  }
+
   /** A connection closed: a hint, not proof. */
   onDisconnected (peerId: string, atMs: number): MembershipChange {
     const member = this.members.get(peerId)

@@ -110,7 +110,7 @@ interface PendingAbort {
   acks: Set<string>
   nacks: Set<string>
   why: string
-  /** Set once 503 was answered; the abort keeps being retransmitted until a quorum holds it. */
+  /** Set once the outcome was answered as unknown; the abort keeps being retransmitted until a quorum holds it. */
   answered: boolean
   startedAtMs: number
 }
@@ -256,9 +256,13 @@ export class TaskmeshNode {
   #syncSoonAtMs: number | null = null
   /** Peers whose answer to this node's first sync round is awaited before it claims. */
   #gatePeers: Set<string> | null = null
+  /** Ids those answers showed newer elsewhere: the gate also waits for them to arrive. */
+  readonly #gateWanted = new Set<string>()
   #gateDeadlineMs = 0
   #claimGateOpen = false
   #syncRound = 0
+  /** Hinted copies already sent, as `${id}|${peer}|${versionHash}`; cleared when the ring changes. */
+  readonly #hinted = new Set<string>()
   #nextHeartbeatAtMs = 0
   #durationMsEwma = 0
   readonly #stats = {
@@ -377,9 +381,17 @@ export class TaskmeshNode {
   // ---------------------------------------------------------------- inputs
 
   #onRestored (entries: StoredEntry[]): void {
+    const mentioned = new Set<string>()
     for (const entry of entries) {
       this.#entries.set(entry.record.id, entry)
       this.#index(entry.record)
+      for (const peer of entry.record.replicas) mentioned.add(peer)
+    }
+    let ringChanged = false
+    for (const peer of mentioned) ringChanged = this.#membership.onMentioned(peer, this.#nowMs).ring || ringChanged
+    if (ringChanged) {
+      this.#ring = buildRing(this.#membership.ringMembers(), this.#virtualPositions())
+      this.#sets.clear()
     }
     this.#log('info', 'store.restored', { records: entries.length, active: this.#active.size })
     this.#reconsiderAll()
@@ -425,6 +437,7 @@ export class TaskmeshNode {
       const previous = this.#ring
       this.#ring = buildRing(this.#membership.ringMembers(), this.#virtualPositions())
       this.#sets.clear()
+      this.#hinted.clear()
       this.#log('info', 'ring.changed', { members: this.#ring.members.length })
       this.#handOff(previous)
       this.#reconsiderAll()
@@ -699,8 +712,12 @@ export class TaskmeshNode {
       this.#deliver(from, { kind: 'stored', rid: message.rid, id: message.record.id, ok: false, record: refusal })
       return
     }
-    // A cancel is not fenced: it outranks every run, whichever claim it meets.
-    const { ok } = this.#apply(message.record, message.record.state !== 'cancelled')
+    // The fence guards writes that are counted (rid > 0). rid 0 copies a version that exists
+    // (anti-entropy, handoff, hints): merged like any other, or replicas that promised a newer
+    // claim never converge on the outcome that was chosen before it. A cancel is not fenced
+    // either: it outranks every run, whichever claim it meets.
+    const { ok } = this.#apply(message.record, message.rid !== 0 && message.record.state !== 'cancelled')
+    if (this.#gateWanted.delete(message.record.id) && this.#gateWanted.size === 0) this.#maybeOpenClaimGate()
     if (message.rid === 0) return
     const current = ok ? null : this.#entries.get(message.record.id)?.record ?? null
     this.#deliver(from, { kind: 'stored', rid: message.rid, id: message.record.id, ok, record: current })
@@ -813,7 +830,9 @@ export class TaskmeshNode {
   #onClaim (from: string, message: Extract<PeerMessage, { kind: 'claim' }>): void {
     const claim = message.record
     const entry = this.#entries.get(claim.id)
-    if (entry !== undefined && (isTerminal(entry.record.state) || claim.epoch <= entry.promised)) {
+    // While this node's own outcome of the task is on its way to a quorum, it counts itself in
+    // that write, so it must not promise a newer claim too.
+    if (entry !== undefined && (isTerminal(entry.record.state) || claim.epoch <= entry.promised || this.#writing.has(claim.id))) {
       this.#deliver(from, { kind: 'claimed', rid: message.rid, id: claim.id, ok: false, record: entry.record })
       return
     }
@@ -926,19 +945,33 @@ export class TaskmeshNode {
   #maybeFinishWrite (rid: number, timedOut = false): void {
     const write = this.#writes.get(rid)
     if (write === undefined) return
-    const possible = write.targets.length + (write.acks.has(this.config.selfId) ? 1 : 0) - write.nacks.size
-    if (write.acks.size >= write.needed || timedOut) {
-      // Timed out (replicas unreachable): keep our own copy; anti-entropy spreads it later,
-      // and every receiver applies the fence again.
+    // Targets that may still ack: not refused, and not removed from the ring for good.
+    const possible = write.targets.filter(peer => !write.nacks.has(peer) && this.#ring.members.includes(peer)).length + (write.acks.has(this.config.selfId) ? 1 : 0)
+    // An outcome of a newer epoch proves a newer claim reached its quorum: this write never can.
+    const local = this.#entries.get(write.record.id)?.record
+    const superseded = local !== undefined && local.epoch > write.record.epoch && local.state !== 'running'
+    if (write.acks.size >= write.needed) {
+      // Chosen: a quorum holds it, and this node refused every newer claim meanwhile, so it is
+      // applied here even if a newer (unchosen) claim was heard of since.
       this.#writes.delete(rid)
       this.#writing.delete(write.record.id)
-      const { ok } = this.#apply(write.record, true)
-      if (ok) this.#announce(write.record, write.record.state as TaskState, this.config.selfId)
-      else this.#refuseResult(write.record, 'a newer claim is known here')
-    } else if (possible < write.needed) {
+      this.#apply(write.record, false)
+      this.#announce(write.record, write.record.state as TaskState, this.config.selfId)
+    } else if (possible < write.needed || superseded) {
       this.#writes.delete(rid)
       this.#writing.delete(write.record.id)
       this.#refuseResult(write.record, 'replicas hold a newer claim')
+      // The record stays running: claim it again if it is still this node's to run.
+      this.#consider(write.record.id)
+    } else if (timedOut) {
+      // No quorum yet (replicas unreachable). The outcome must not count here: applied alone,
+      // it could later win in the merge over the run of a newer claim (invariant 4). Send it
+      // again to the replicas that did not answer, now and in the current replica set, until a
+      // quorum stores it or refuses it; meanwhile this node refuses claims of the task (its own
+      // ack is part of this write) and the record stays running.
+      for (const peer of this.replicaSetOf(write.record.id)) if (peer !== this.config.selfId && !write.targets.includes(peer)) write.targets.push(peer)
+      for (const peer of write.targets) if (!write.acks.has(peer) && !write.nacks.has(peer)) this.#deliver(peer, { kind: 'store', rid, record: write.record })
+      this.#addTimer({ atMs: this.#nowMs + this.config.claimTimeoutMs, kind: 'writeDeadline', rid })
     }
   }
 
@@ -1134,6 +1167,11 @@ export class TaskmeshNode {
     const { record } = claim
     this.#claims.delete(record.id)
     this.#claimRids.delete(claim.rid)
+    if (isTerminal(this.#entries.get(record.id)?.record.state ?? 'running')) {
+      // A replica's answer showed the task already finished: nothing to run.
+      this.#log('info', 'claim.finished_meanwhile', { task: record.id, epoch: record.epoch })
+      return
+    }
     this.#stats.claimsStarted++
     this.#stats.executionsStarted++
     this.#running.set(record.id, { epoch: record.epoch, startedAtMs: this.#nowMs, type: record.type })
@@ -1209,9 +1247,9 @@ export class TaskmeshNode {
       // tombstone could outrank another node's accepted create of the same id. The copies that
       // landed stay uncommitted until a retry with the same key (or the schedule's next try)
       // adopts them, or the replicas' commit fallback does.
+      // So the outcome is unknown, not "nothing accepted" (503): the same key answers it later.
       this.#submitIds.delete(submit.record.id)
-      this.#stats.submitsRejected++
-      this.#settleSubmit(submit, { ok: false, error: { code: 'no_quorum', message: `could not store the task on ${submit.needed} of its ${submit.replicas.length} replicas (${why}); submit again with the same key` } })
+      this.#settleSubmit(submit, { ok: false, error: { code: 'internal', message: `outcome unknown: the task reached ${submit.acks.size} of the ${submit.needed} replicas needed (${why}); it may still run: submit again with the same key to learn` } })
       return
     }
     const abortRid = this.#nextRid++
@@ -1227,45 +1265,54 @@ export class TaskmeshNode {
     const { submit } = abort
     const claimed = current !== null && current.state !== 'aborted' && (current.epoch > 0 || current.committed)
     if (claimed) {
+      // A replica committed it by fallback and claimed it: the abort stops here. That claim may
+      // still lose to an abort a minority holds, so this is no proof the task runs: not 201.
       this.#aborts.delete(rid)
       this.#submitIds.delete(submit.record.id)
-      if (abort.answered) {
-        this.#stats.refusedButRan++
-        this.#log('error', 'submit.refused_but_ran', { task: submit.record.id, state: current.state, epoch: current.epoch })
-        return
-      }
-      this.#stats.submitsAccepted++
-      this.#remember(submit.record.id, true)
-      this.#log('info', 'submit.accepted_late', { task: submit.record.id, state: current.state, epoch: current.epoch })
-      this.#settleSubmit(submit, { ok: true, created: true, record: current })
+      this.#log('info', 'submit.claimed_meanwhile', { task: submit.record.id, state: current.state, epoch: current.epoch })
+      this.#answerUnknown(abort)
       return
     }
-    const quorum = abort.acks.size >= submit.needed
-    if ((quorum || timedOut) && !abort.answered) {
-      abort.answered = true
+    if (abort.acks.size >= submit.needed) {
+      // A quorum holds the abort: no claim can reach a quorum now, so the task never runs.
+      this.#aborts.delete(rid)
+      this.#submitIds.delete(submit.record.id)
+      // Chosen: replicas that ask may now hear abort.
       this.#remember(submit.record.id, false)
+      if (abort.answered) return
       this.#stats.submitsRejected++
       this.#log('warn', 'submit.no_quorum', { task: submit.record.id, acks: submit.acks.size, needed: submit.needed, why: abort.why, abortAcks: abort.acks.size })
       this.#settleSubmit(submit, {
         ok: false,
         error: { code: 'no_quorum', message: `could not store the task on ${submit.needed} of its ${submit.replicas.length} replicas (${abort.why}); nothing was accepted` }
       })
+      return
     }
-    if (quorum) {
+    if (!timedOut) return
+    if (this.#nowMs - abort.startedAtMs + ABORT_RETRY_MS >= this.config.commitFallbackMs - this.config.submitTimeoutMs) {
+      // Neither the write nor its abort reached a quorum before the replicas may commit the task
+      // by fallback. Stop (an abort arriving after that would race their claims), and do not
+      // guess: 503 promises that nothing was accepted.
       this.#aborts.delete(rid)
       this.#submitIds.delete(submit.record.id)
-    } else if (timedOut) {
-      // Keep trying until a quorum holds the abort, but stop before the replicas' commit
-      // fallback would release the task anyway (then nothing more can be done here).
-      if (this.#nowMs - abort.startedAtMs + ABORT_RETRY_MS >= this.config.commitFallbackMs - this.config.submitTimeoutMs) {
-        this.#aborts.delete(rid)
-        this.#submitIds.delete(submit.record.id)
-        return
-      }
-      const aborted: TaskRecord = { ...submit.record, state: 'aborted' }
-      for (const peer of submit.replicas) if (!abort.acks.has(peer)) this.#deliver(peer, { kind: 'store', rid, record: aborted })
-      this.#addTimer({ atMs: this.#nowMs + ABORT_RETRY_MS, kind: 'abortDeadline', rid })
+      this.#answerUnknown(abort)
+      return
     }
+    const aborted: TaskRecord = { ...submit.record, state: 'aborted' }
+    for (const peer of submit.replicas) if (!abort.acks.has(peer)) this.#deliver(peer, { kind: 'store', rid, record: aborted })
+    this.#addTimer({ atMs: this.#nowMs + ABORT_RETRY_MS, kind: 'abortDeadline', rid })
+  }
+
+  /** The submit's outcome is not known here: the task may run or not. Read it by id later. */
+  #answerUnknown (abort: PendingAbort): void {
+    if (abort.answered) return
+    abort.answered = true
+    const { submit } = abort
+    this.#log('warn', 'submit.outcome_unknown', { task: submit.record.id, acks: submit.acks.size, abortAcks: abort.acks.size, needed: submit.needed, why: abort.why })
+    this.#settleSubmit(submit, {
+      ok: false,
+      error: { code: 'internal', message: `outcome unknown: the task reached ${submit.acks.size} of the ${submit.needed} replicas needed (${abort.why}) and could not be aborted on a quorum either; it may still run: read it by id later` }
+    })
   }
 
   #resolveSubmit (requestId: number, index: number, outcome: SubmitOutcome): void {
@@ -1612,14 +1659,37 @@ export class TaskmeshNode {
     for (const [id, { record }] of this.#entries) {
       const bucket = this.#bucket(id)
       const hash = versionHash(id, record)
-      for (const peer of this.replicaSetOf(id)) {
+      const replicas = this.replicaSetOf(id)
+      let missing = 0
+      for (const peer of replicas) {
         const digest = digests.get(peer)
         if (digest !== undefined) digest[bucket]! ^= hash
+        else if (peer !== this.config.selfId) missing++
       }
+      if (missing > 0 && replicas.includes(this.config.selfId)) this.#hint(id, record, hash, replicas, missing)
     }
     for (const [peer, digest] of digests) {
       this.#gatePeers?.add(peer)
       this.#deliver(peer, { kind: 'sync', rid: this.#syncRound, digests: Array.from(digest) })
+    }
+  }
+
+  /**
+   * Hinted handoff: while members of a record's replica set are not alive, copy it to as many
+   * live members just past the set on the ring (the ones that take their place if they are
+   * removed). Why: a task accepted on W replicas while the third was down must survive the loss
+   * of those W before the ring changes; with the hints it survives once one sync round ran.
+   */
+  #hint (id: string, record: TaskRecord, hash: number, replicas: string[], missing: number): void {
+    const extended = replicaSetAt(this.#ring, this.#position(id), replicas.length + missing + 1)
+    for (const peer of extended) {
+      if (missing === 0) return
+      if (replicas.includes(peer) || !this.#membership.isAlive(peer)) continue
+      missing--
+      const key = `${id}|${peer}|${hash}`
+      if (this.#hinted.has(key)) continue
+      this.#hinted.add(key)
+      this.#deliver(peer, { kind: 'store', rid: 0, record })
     }
   }
 
@@ -1643,8 +1713,11 @@ export class TaskmeshNode {
   }
 
   #onSyncKeys (from: string, message: Extract<PeerMessage, { kind: 'syncKeys' }>): void {
-    if (this.#gatePeers?.delete(from) === true) this.#maybeOpenClaimGate()
-    if (message.buckets.length === 0) return
+    const gating = this.#gatePeers?.delete(from) === true
+    if (message.buckets.length === 0) {
+      if (gating) this.#maybeOpenClaimGate()
+      return
+    }
     const buckets = new Set(message.buckets)
     const theirs = new Map(message.keys)
     for (const [id, { record }] of this.#entries) {
@@ -1661,6 +1734,12 @@ export class TaskmeshNode {
       if (mine === undefined || compareVersionTuples(version, versionOf(mine)) > 0) wanted.push(id)
     }
     for (let i = 0; i < wanted.length; i += WANT_IDS_MAX) this.#deliver(from, { kind: 'want', ids: wanted.slice(i, i + WANT_IDS_MAX) })
+    if (gating) {
+      // Claim only once the newer versions pulled here have arrived: a node back from a crash
+      // must not claim (and run again) a task whose outcome a peer already holds.
+      for (const id of wanted) this.#gateWanted.add(id)
+      this.#maybeOpenClaimGate()
+    }
   }
 
   #onWant (from: string, message: Extract<PeerMessage, { kind: 'want' }>): void {
@@ -1674,9 +1753,10 @@ export class TaskmeshNode {
 
   #maybeOpenClaimGate (): void {
     if (this.#claimGateOpen || !this.#wasJoined || this.#gatePeers === null) return
-    if (this.#gatePeers.size > 0 && this.#nowMs < this.#gateDeadlineMs) return
+    if ((this.#gatePeers.size > 0 || this.#gateWanted.size > 0) && this.#nowMs < this.#gateDeadlineMs) return
     this.#claimGateOpen = true
     this.#gatePeers = null
+    this.#gateWanted.clear()
     this.#log('info', 'node.claiming', { records: this.#entries.size, active: this.#active.size })
     // Schedules and children wait for the gate (their state must be caught up first).
     this.#reconsiderAll()
