@@ -170,4 +170,60 @@ test('a finished run whose outcome is still on its way to a quorum is not claime
   assert.is(h.node(others[0]!).record('o1')?.state, 'succeeded')
 })
 
+test('two of five crash: runs whose replica set lost both are taken over when they are declared dead, not when the ring drops them', () => {
+  // removeAfterMs 10 s, deadAfterMs 600 ms: a takeover that waits for the ring shows as seconds.
+  const h = new Harness(['a', 'b', 'c', 'd', 'e'])
+  h.meet()
+  const ids = Array.from({ length: 200 }, (_, i) => `k${i}`)
+  submitMany(h, 'a', ids)
+  const first = h.executions.splice(0)
+  // Crash two nodes that share a replica set with a run on one of them.
+  const both = first.find(run => run.node !== 'a' && h.node('a').replicaSetOf(run.order.taskId).filter(id => id !== run.node && id !== 'a').length > 0)!
+  const other = h.node('a').replicaSetOf(both.order.taskId).find(id => id !== both.node && id !== 'a')!
+  const victims = new Set([both.node, other])
+  for (const id of victims) h.crash(id)
+  const crashedAtMs = h.nowMs
+  const lost = first.filter(run => victims.has(run.node))
+  for (const { node, order } of first) if (!victims.has(node)) h.finish(node, order.taskId, order.fencingToken)
+  const doubly = lost.filter(run => h.node('a').replicaSetOf(run.order.taskId).filter(id => victims.has(id)).length === 2)
+  assert.ok(doubly.length > 0, 'some run lost two of its three replicas')
+  const rerunAtMs = new Map<string, number>()
+  for (let elapsed = 0; elapsed < 3000; elapsed += 50) {
+    h.advance(50)
+    for (const { node, order } of h.executions.splice(0)) {
+      if (!rerunAtMs.has(order.taskId)) rerunAtMs.set(order.taskId, h.nowMs - crashedAtMs)
+      h.finish(node, order.taskId, order.fencingToken)
+    }
+  }
+  for (const run of lost) {
+    const afterMs = rerunAtMs.get(run.order.taskId)
+    assert.ok(afterMs !== undefined && afterMs < 2500, `${run.order.taskId} (replicas ${h.node('a').replicaSetOf(run.order.taskId).join(',')}) re-ran ${afterMs} ms after the crash`)
+  }
+})
+
+test('a paused owner whose run was taken over through stand-ins cannot record its late result', () => {
+  const h = new Harness(['a', 'b', 'c', 'd', 'e'])
+  h.meet()
+  submitMany(h, 'a', ['p1'])
+  const run = h.executions.splice(0)[0]!
+  const set = h.node('a').replicaSetOf(run.order.taskId)
+  assert.is(run.node, set[0], 'the owner runs it')
+  // The owner and its first successor pause past the dead timeout: the last replica takes over.
+  h.down.add(set[0]!)
+  h.down.add(set[1]!)
+  h.advance(2000)
+  const takeover = h.executions.splice(0).find(candidate => candidate.order.taskId === run.order.taskId)
+  assert.ok(takeover !== undefined, 'taken over')
+  assert.is(takeover!.node, set[2])
+  assert.ok(takeover!.order.fencingToken > run.order.fencingToken)
+  // Only the owner comes back, with its stale result: the live replica and the stand-ins refuse it.
+  h.down.delete(set[0]!)
+  h.finish(set[0]!, run.order.taskId, run.order.fencingToken)
+  h.advance(1000)
+  assert.ok(h.node(set[0]!).stats().staleResultsRefused >= 1, 'the late result is refused')
+  h.finish(takeover!.node, run.order.taskId, takeover!.order.fencingToken)
+  h.advance(7000)
+  for (const id of [set[0]!, set[2]!]) assert.is(h.node(id).record(run.order.taskId)?.epoch, takeover!.order.fencingToken, `${id} holds the newer run's outcome`)
+})
+
 test.run()

@@ -5,6 +5,8 @@
 // Ordering contract with the driver: every Persist effect drained in one batch is written
 // (synced) before any Send, Reply or Execute of that batch is performed. That is what lets
 // this code acknowledge its own writes at once.
+import { claimOutcome, claimQuorum } from './claim.js'
+import type { ClaimQuorum } from './claim.js'
 import { Heap } from './heap.js'
 import { KEYSPACE, keyPosition } from './hash.js'
 import { EMPTY_LOAD, Membership } from './membership.js'
@@ -128,6 +130,7 @@ interface PendingClaim {
   record: TaskRecord
   replicas: string[]
   needed: number
+  quorum: ClaimQuorum
   acks: Set<string>
   nacks: Set<string>
 }
@@ -635,8 +638,9 @@ export class TaskmeshNode {
     if (claim === undefined || claim.rid !== message.rid) return
     if (message.ok) claim.acks.add(from)
     else claim.nacks.add(from)
-    if (claim.acks.size >= claim.needed) this.#startExecution(claim)
-    else if (claim.nacks.size > claim.replicas.length - claim.needed) this.#abandonClaim(claim, 'refused')
+    const outcome = claimOutcome(claim.quorum, claim.acks, claim.nacks)
+    if (outcome === 'won') this.#startExecution(claim)
+    else if (outcome === 'lost') this.#abandonClaim(claim, 'refused')
   }
 
   #onReadReply (from: string, message: Extract<PeerMessage, { kind: 'readReply' }>): void {
@@ -861,7 +865,11 @@ export class TaskmeshNode {
 
   #startClaim (current: TaskRecord): void {
     const entry = this.#entries.get(current.id)!
-    const replicas = this.replicaSetOf(current.id)
+    // Stand-ins for dead replicas when too few are alive for a majority (claim.ts).
+    const quorum = claimQuorum(this.replicaSetOf(current.id), replicaSetAt(this.#ring, this.#position(current.id), this.config.replicas,
+      peer => this.#membership.state(peer) !== 'dead'), peer => this.#membership.state(peer) === 'dead')
+    const replicas = quorum.targets
+    if (quorum.standIns.length > 0) this.#log('debug', 'claim.stand_ins', { task: current.id, standIns: quorum.standIns, required: quorum.required })
     const reuseAttempt = this.#abandonedClaims.delete(current.id) && current.state === 'running' && current.owner === this.config.selfId
     const attempt = reuseAttempt ? current.attempt : current.attempt + 1
     const epoch = Math.max(current.epoch, entry.promised) + 1
@@ -872,7 +880,7 @@ export class TaskmeshNode {
       history: [...this.#historyBeforeRetry(current, reuseAttempt), { state: 'running', atMs: this.#nowMs, node: this.config.selfId, attempt }]
     }
     const rid = this.#nextRid++
-    const claim: PendingClaim = { rid, record, replicas, needed: writeQuorum(replicas.length), acks: new Set(), nacks: new Set() }
+    const claim: PendingClaim = { rid, record, replicas, needed: quorum.needed, quorum, acks: new Set(), nacks: new Set() }
     this.#claims.set(record.id, claim)
     this.#claimRids.set(rid, record.id)
     this.#addTimer({ atMs: this.#nowMs + this.config.claimTimeoutMs, kind: 'claimDeadline', rid })
