@@ -203,7 +203,10 @@ export class RunningNode {
       cluster: () => this.cluster(),
       drain: async () => { await this.stop() },
       metrics: () => this.metrics(),
-      healthy: () => this.#driver.core.joined && !this.#driver.core.leaving,
+      // A node given bootstrap peers is not healthy until it reached the cluster: joined by the
+      // clock alone, it would look ready while it sees only itself.
+      healthy: () => this.#driver.core.joined && !this.#driver.core.leaving &&
+        ((this.#options.bootstrap ?? []).length === 0 || this.#net.gossipHeard()),
       onEvent: listener => {
         this.#listeners.add(listener)
         return () => { this.#listeners.delete(listener) }
@@ -250,6 +253,9 @@ export async function startNode (options: NodeOptions): Promise<RunningNode> {
       swarmKey: options.swarmKey,
       topics: [HEARTBEAT_TOPIC, EVENTS_TOPIC],
       frameBytesMax: DEFAULTS.frameBytesMax,
+      // Every member subscribes to both topics and sends a heartbeat every heartbeatMs; the
+      // 3 s floor leaves room for a busy startup before a connection is judged broken.
+      memberGossipGraceMs: Math.max(3000, 6 * (options.heartbeatMs ?? DEFAULTS.heartbeatMs)),
       log,
       onMessages: (from, messages) => whenReady(() => {
         for (const value of messages) {
