@@ -384,6 +384,7 @@ export class TaskmeshNode {
       this.#handOff(previous)
       this.#reconsiderAll()
     } else if (change.liveness) {
+      this.#retargetClaims()
       this.#reconsiderAll()
     }
   }
@@ -719,7 +720,7 @@ export class TaskmeshNode {
       return
     }
     const replicas = this.replicaSetOf(record.id)
-    const targets = [...new Set([...replicas, ...record.replicas])].filter(peer => peer !== this.config.selfId)
+    const targets = [...new Set([...replicas, ...record.replicas, ...this.#claimQuorumOf(record.id).standIns])].filter(peer => peer !== this.config.selfId)
     const rid = this.#nextRid++
     const selfCounts = replicas.includes(this.config.selfId) ? 1 : 0
     const write: PendingWrite = { record, targets, needed: writeQuorum(replicas.length), acks: new Set(), nacks: new Set() }
@@ -865,9 +866,7 @@ export class TaskmeshNode {
 
   #startClaim (current: TaskRecord): void {
     const entry = this.#entries.get(current.id)!
-    // Stand-ins for dead replicas when too few are alive for a majority (claim.ts).
-    const quorum = claimQuorum(this.replicaSetOf(current.id), replicaSetAt(this.#ring, this.#position(current.id), this.config.replicas,
-      peer => this.#membership.state(peer) !== 'dead'), peer => this.#membership.state(peer) === 'dead')
+    const quorum = this.#claimQuorumOf(current.id)
     const replicas = quorum.targets
     if (quorum.standIns.length > 0) this.#log('debug', 'claim.stand_ins', { task: current.id, standIns: quorum.standIns, required: quorum.required })
     const reuseAttempt = this.#abandonedClaims.delete(current.id) && current.state === 'running' && current.owner === this.config.selfId
@@ -885,6 +884,30 @@ export class TaskmeshNode {
     this.#claimRids.set(rid, record.id)
     this.#addTimer({ atMs: this.#nowMs + this.config.claimTimeoutMs, kind: 'claimDeadline', rid })
     for (const peer of replicas) this.#deliver(peer, { kind: 'claim', rid, record })
+  }
+
+  /** Whose promises a claim needs: the replica set, with stand-ins for dead replicas when too few are alive (claim.ts). */
+  #claimQuorumOf (id: string): ClaimQuorum {
+    const isDead = (peer: string): boolean => this.#membership.state(peer) === 'dead'
+    const set = this.replicaSetOf(id)
+    if (!set.some(isDead)) return claimQuorum(set, set, isDead)
+    return claimQuorum(set, replicaSetAt(this.#ring, this.#position(id), this.config.replicas, peer => !isDead(peer)), isDead)
+  }
+
+  /**
+   * A replica was declared dead while claims wait on it (killed together, two replicas are
+   * declared dead up to a heartbeat apart): send those claims to the stand-ins they now need
+   * rather than let them time out and start over.
+   */
+  #retargetClaims (): void {
+    for (const claim of this.#claims.values()) {
+      const quorum = this.#claimQuorumOf(claim.record.id)
+      const added = quorum.targets.filter(peer => !claim.replicas.includes(peer))
+      if (added.length === 0) continue
+      claim.replicas = [...claim.replicas, ...added]
+      claim.quorum = { ...quorum, targets: claim.replicas }
+      for (const peer of added) this.#deliver(peer, { kind: 'claim', rid: claim.rid, record: claim.record })
+    }
   }
 
   /** A claim that never reached its quorum is retried as the same attempt: replace its entry, do not add one. */
