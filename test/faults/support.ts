@@ -41,20 +41,10 @@ export class TestCluster {
   }
 
   /**
-   * Launch and wait until every node sees every other alive. A launch that does not form is
-   * retried once, after printing each node's view: formation has been seen to stall rarely (an
-   * open finding, see README), and a fault test is about the faults it injects afterwards.
+   * Launch and wait until every node sees every other alive. A launch that does not form fails
+   * the suite, with every node's view in the message (untilFormed).
    */
   static async start (size: number, extra: string[] = []): Promise<TestCluster> {
-    try {
-      return await TestCluster.launch(size, extra)
-    } catch (error) {
-      console.error(`    cluster of ${size} did not form, retrying once: ${(error as Error).message}`)
-      return await TestCluster.launch(size, extra)
-    }
-  }
-
-  private static async launch (size: number, extra: string[]): Promise<TestCluster> {
     const cluster = new TestCluster(await tempDir('faults'), extra)
     try {
       await cluster.#form(size)
