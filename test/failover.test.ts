@@ -233,4 +233,20 @@ test('a paused owner whose run was taken over through stand-ins cannot record it
   for (const id of [set[0]!, set[2]!]) assert.is(h.node(id).record(run.order.taskId)?.epoch, takeover!.order.fencingToken, `${id} holds the newer run's outcome`)
 })
 
+test('no stand-ins on the minority side: two of five left cannot take over a run whose set lost two', () => {
+  const h = new Harness(['a', 'b', 'c', 'd', 'e'], { capacity: 256 })
+  h.meet()
+  submitMany(h, 'a', Array.from({ length: 100 }, (_, i) => `m${i}`))
+  const first = h.executions.splice(0)
+  for (const { node, order } of first) if (node === 'a') h.finish(node, order.taskId, order.fencingToken)
+  // A run on another node whose set is {runner, x, a}: cut a off with one more node (a partition
+  // of 2 | 3). The other side may still hold a majority of that set, so a must wait.
+  const run = first.find(candidate => candidate.node !== 'a' && h.node('a').replicaSetOf(candidate.order.taskId).includes('a'))!
+  const set = h.node('a').replicaSetOf(run.order.taskId)
+  const partner = ['b', 'c', 'd', 'e'].find(id => !set.includes(id))!
+  for (const id of ['b', 'c', 'd', 'e'].filter(id => id !== partner)) h.down.add(id)
+  h.advance(3000)
+  assert.not.ok(h.executions.some(candidate => candidate.order.taskId === run.order.taskId), 'not taken over by the minority side')
+})
+
 test.run()

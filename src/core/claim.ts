@@ -7,8 +7,11 @@
 // ring stand in for the dead ones (they are the members that will replace them once the
 // ring drops them), and the claim needs every live member of the set plus stand-ins up to a
 // majority. Every live member having promised the new epoch keeps the overlap with any late
-// write that involves a live member; a late write that gets past it needs another replica
-// declared dead to come back and answer for it, a second failure of the same set.
+// write that involves a live member; a late write that gets past it needs the replicas
+// declared dead to be alive together elsewhere: a partition that put a majority of this set on
+// the other side. So the node only uses stand-ins while it sees a majority of the whole ring
+// (node.ts): of two sides of a partition, at most one can. Outcomes still count only on a
+// majority of the replica set (record.replicas stays the set), never on stand-ins.
 import { writeQuorum } from './ring.js'
 
 export interface ClaimQuorum {

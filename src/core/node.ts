@@ -891,6 +891,10 @@ export class TaskmeshNode {
     const isDead = (peer: string): boolean => this.#membership.state(peer) === 'dead'
     const set = this.replicaSetOf(id)
     if (!set.some(isDead)) return claimQuorum(set, set, isDead)
+    // Stand-ins only on the side of a partition that holds a majority of the ring: the other
+    // side may still hold a majority of this set, and must not be matched by stand-ins.
+    const ring = this.#ring.members
+    if (2 * ring.filter(peer => !isDead(peer)).length <= ring.length) return claimQuorum(set, set, () => false)
     return claimQuorum(set, replicaSetAt(this.#ring, this.#position(id), this.config.replicas, peer => !isDead(peer)), isDead)
   }
 
