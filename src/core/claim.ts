@@ -10,8 +10,8 @@
 // write that involves a live member; a late write that gets past it needs the replicas
 // declared dead to be alive together elsewhere: a partition that put a majority of this set on
 // the other side. So the node only uses stand-ins while it sees a majority of the whole ring
-// (node.ts): of two sides of a partition, at most one can. Outcomes still count only on a
-// majority of the replica set (record.replicas stays the set), never on stand-ins.
+// (node.ts): of two sides of a partition, at most one can. The claimed record lists the
+// stand-ins among its replicas, so the run's outcome is written to them too and counts there.
 import { writeQuorum } from './ring.js'
 
 export interface ClaimQuorum {
