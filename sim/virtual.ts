@@ -23,8 +23,8 @@ export interface VirtualOptions {
   seed: number
   /** Inject faults in phase 1 (crashes, permanent loss of < R nodes, partitions, pauses, loss). */
   faults: boolean
-  /** Ownership variant: 'ring' (64 virtual positions per peer) or 'ring-1' (one position). */
-  policy: 'ring' | 'ring-1'
+  /** Ownership variant: 'ring' (64 virtual positions per peer), 'ring-1' (one position), 'stand-ins' (ring, with stand-in claims). */
+  policy: 'ring' | 'ring-1' | 'stand-ins'
   /** Deliberate bugs, to prove the checkers catch them. */
   bug: 'none' | 'ack-without-persist' | 'accept-before-quorum'
   /** Virtual length of phase 1 (faults and load), ms. */
@@ -149,7 +149,7 @@ export function simulate (options: VirtualOptions): VirtualResult {
     suspectAfterMs: 1500, deadAfterMs: 3000, removeAfterMs: 10_000, submitTimeoutMs: 3000,
     claimTimeoutMs: 2000, readTimeoutMs: 1000, claimRetryMs: 500, commitFallbackMs: 7000,
     joinGraceMs, syncIntervalMs: 5000, syncDelayMs: 300, syncTimeoutMs: 2000,
-    api: '', addrs: [], types: ['work'], virtualPositions: options.policy === 'ring-1' ? 1 : 64
+    api: '', addrs: [], types: ['work'], virtualPositions: options.policy === 'ring-1' ? 1 : 64, standIns: options.policy === 'stand-ins'
   })
 
   const nodeTime = (node: SimNode): number => {
@@ -480,7 +480,7 @@ export function simulate (options: VirtualOptions): VirtualResult {
 
 // ------------------------------------------------------------------ CLI
 
-const USAGE = 'usage: taskmesh sim --virtual [--nodes 10] [--tasks 1000] [--replicas 3] [--seed N] [--no-faults] [--policy ring|ring-1] [--phase 30s] [--seeds N] [--schedules N] [--json FILE] [--bug ack-without-persist|accept-before-quorum]'
+const USAGE = 'usage: taskmesh sim --virtual [--nodes 10] [--tasks 1000] [--replicas 3] [--seed N] [--no-faults] [--policy ring|ring-1|stand-ins] [--phase 30s] [--seeds N] [--schedules N] [--json FILE] [--bug ack-without-persist|accept-before-quorum]'
 
 export function replayCommand (options: VirtualOptions): string {
   return `taskmesh sim --virtual --seed ${options.seed} --nodes ${options.nodes} --tasks ${options.tasks} --replicas ${options.replicas} --policy ${options.policy} --phase ${options.phaseMs}ms` +
@@ -509,7 +509,7 @@ export function parseVirtualOptions (argv: string[]): VirtualOptions & { seeds: 
     if (!known.has(arg)) throw new Error(`unknown option ${arg}\n${USAGE}`)
   }
   const policy = value('policy') ?? 'ring'
-  if (policy !== 'ring' && policy !== 'ring-1') throw new Error(`--policy: expected ring or ring-1\n${USAGE}`)
+  if (policy !== 'ring' && policy !== 'ring-1' && policy !== 'stand-ins') throw new Error(`--policy: expected ring, ring-1 or stand-ins\n${USAGE}`)
   const bug = value('bug') ?? 'none'
   if (bug !== 'none' && bug !== 'ack-without-persist' && bug !== 'accept-before-quorum') throw new Error(`--bug: unknown bug "${bug}"\n${USAGE}`)
   const phaseText = value('phase') ?? '30s'

@@ -240,4 +240,100 @@ test('a node restarted from its disk puts the peers its records name on its ring
   assert.equal(h.node(member).replicaSetOf('m1'), set, 'same replica set as before the crash, not one built from the peers it hears')
 })
 
+for (const [label, apartMs, withinMs] of [['together', 0, 2500], ['a moment apart', 150, 1000]] as const) {
+test(`stand-ins on: two of five crash ${label}: runs whose replica set lost both are taken over when they are declared dead, not when the ring drops them`, () => {
+  // removeAfterMs 10 s, deadAfterMs 600 ms: a takeover that waits for the ring shows as seconds.
+  // Capacity for every task at once, so that no claim waits for a free slot.
+  const h = new Harness(['a', 'b', 'c', 'd', 'e'], { capacity: 256, standIns: true })
+  h.meet()
+  const ids = Array.from({ length: 200 }, (_, i) => `k${i}`)
+  submitMany(h, 'a', ids)
+  const first = h.executions.splice(0)
+  // Crash two nodes that share a replica set with a run on one of them.
+  const both = first.find(run => run.node !== 'a' && h.node('a').replicaSetOf(run.order.taskId).filter(id => id !== run.node && id !== 'a').length > 0)!
+  const other = h.node('a').replicaSetOf(both.order.taskId).find(id => id !== both.node && id !== 'a')!
+  const victims = new Set([both.node, other])
+  // Killed together, two nodes are still declared dead up to a heartbeat apart: a claim that
+  // starts in between must not wait for its timeout to pick up its stand-ins.
+  const crashedAtMs = h.nowMs
+  h.crash(both.node)
+  if (apartMs > 0) h.advance(apartMs)
+  h.crash(other)
+  const lost = first.filter(run => victims.has(run.node))
+  for (const { node, order } of first) if (!victims.has(node)) h.finish(node, order.taskId, order.fencingToken)
+  const doubly = lost.filter(run => h.node('a').replicaSetOf(run.order.taskId).filter(id => victims.has(id)).length === 2)
+  assert.ok(doubly.length > 0, 'some run lost two of its three replicas')
+  const rerunAtMs = new Map<string, number>()
+  for (let elapsed = 0; elapsed < 3000; elapsed += 50) {
+    h.advance(50)
+    for (const { node, order } of h.executions.splice(0)) {
+      if (!rerunAtMs.has(order.taskId)) rerunAtMs.set(order.taskId, h.nowMs - crashedAtMs)
+      h.finish(node, order.taskId, order.fencingToken)
+    }
+  }
+  for (const run of lost) {
+    const afterMs = rerunAtMs.get(run.order.taskId)
+    assert.ok(afterMs !== undefined && afterMs < withinMs, `${run.order.taskId} (replicas ${h.node('a').replicaSetOf(run.order.taskId).join(',')}) re-ran ${afterMs} ms after the crash`)
+  }
+})
+}
+
+test('a paused owner whose run was taken over through stand-ins cannot record its late result', () => {
+  const h = new Harness(['a', 'b', 'c', 'd', 'e'], { standIns: true })
+  h.meet()
+  submitMany(h, 'a', ['p1'])
+  const run = h.executions.splice(0)[0]!
+  const set = h.node('a').replicaSetOf(run.order.taskId)
+  assert.is(run.node, set[0], 'the owner runs it')
+  // The owner and its first successor pause past the dead timeout: the last replica takes over.
+  h.down.add(set[0]!)
+  h.down.add(set[1]!)
+  h.advance(2000)
+  const takeover = h.executions.splice(0).find(candidate => candidate.order.taskId === run.order.taskId)
+  assert.ok(takeover !== undefined, 'taken over')
+  assert.is(takeover!.node, set[2])
+  assert.ok(takeover!.order.fencingToken > run.order.fencingToken)
+  // Only the owner comes back, with its stale result: the live replica and the stand-ins refuse it.
+  h.down.delete(set[0]!)
+  h.finish(set[0]!, run.order.taskId, run.order.fencingToken)
+  h.advance(1000)
+  h.finish(takeover!.node, run.order.taskId, takeover!.order.fencingToken)
+  h.advance(7000)
+  // Its outcome write cannot reach a quorum past the newer promises: it is dropped, not recorded.
+  assert.ok(h.node(set[0]!).stats().staleResultsRefused >= 1, 'the late result is refused')
+  for (const id of [set[0]!, set[2]!]) assert.is(h.node(id).record(run.order.taskId)?.epoch, takeover!.order.fencingToken, `${id} holds the newer run's outcome`)
+})
+
+test('no stand-ins on the minority side: two of five left cannot take over a run whose set lost two', () => {
+  const h = new Harness(['a', 'b', 'c', 'd', 'e'], { capacity: 256, standIns: true })
+  h.meet()
+  submitMany(h, 'a', Array.from({ length: 100 }, (_, i) => `m${i}`))
+  const first = h.executions.splice(0)
+  for (const { node, order } of first) if (node === 'a') h.finish(node, order.taskId, order.fencingToken)
+  // A run on another node whose set is {runner, x, a}: cut a off with one more node (a partition
+  // of 2 | 3). The other side may still hold a majority of that set, so a must wait.
+  const run = first.find(candidate => candidate.node !== 'a' && h.node('a').replicaSetOf(candidate.order.taskId).includes('a'))!
+  const set = h.node('a').replicaSetOf(run.order.taskId)
+  const partner = ['b', 'c', 'd', 'e'].find(id => !set.includes(id))!
+  for (const id of ['b', 'c', 'd', 'e'].filter(id => id !== partner)) h.down.add(id)
+  h.advance(3000)
+  assert.not.ok(h.executions.some(candidate => candidate.order.taskId === run.order.taskId), 'not taken over by the minority side')
+})
+
+test('stand-ins off (the default): a run whose set lost two of three waits for the ring to drop them', () => {
+  const h = new Harness(['a', 'b', 'c', 'd', 'e'], { capacity: 256 })
+  h.meet()
+  submitMany(h, 'a', Array.from({ length: 100 }, (_, i) => `s${i}`))
+  const first = h.executions.splice(0)
+  const run = first.find(candidate => candidate.node !== 'a' && h.node('a').replicaSetOf(candidate.order.taskId).filter(id => id !== candidate.node && id !== 'a').length > 0)!
+  const other = h.node('a').replicaSetOf(run.order.taskId).find(id => id !== run.node && id !== 'a')!
+  h.crash(run.node)
+  h.crash(other)
+  for (const { node, order } of first) if (node !== run.node && node !== other) h.finish(node, order.taskId, order.fencingToken)
+  h.advance(3000)
+  assert.not.ok(h.executions.some(candidate => candidate.order.taskId === run.order.taskId), 'no majority of its set: not taken over yet')
+  h.advance(10_000)
+  assert.ok(h.executions.some(candidate => candidate.order.taskId === run.order.taskId), 'taken over once the ring dropped the dead (removeAfterMs)')
+})
+
 test.run()

@@ -310,4 +310,16 @@ test('bootstrap re-dial: B restarts with its key on the same port; A reconnects 
   assert.equal(restarted.received.messages[0], { from: a.net.peerId, value: { kind: 'Again', seq: 1 } })
 })
 
+test('with memberGossipGraceMs, a bootstrap connection that brings no gossip is reset and dialled again', async () => {
+  // The seed subscribes but never publishes: to a member it looks like a connection gossip does not cross.
+  const seed = await startNode({ swarmKey: undefined })
+  const joiner = await startNode({ swarmKey: undefined, bootstrap: [seed.net.multiaddrs()[0]!], memberGossipGraceMs: 300, redialMs: 100 })
+  await until(() => joiner.received.disconnects.includes(seed.net.peerId), 'the joiner to reset its seed connection')
+  await until(() => joiner.net.connectedPeers().includes(seed.net.peerId), 'the joiner to dial the seed again')
+  assert.is(joiner.net.gossipHeard(), false)
+  seed.net.publish(TOPIC, { hello: 1 })
+  await until(() => joiner.received.gossip.length > 0 || (seed.net.publish(TOPIC, { hello: 2 }), false), 'gossip to arrive once the seed publishes')
+  assert.is(joiner.net.gossipHeard(), true)
+})
+
 test.run()

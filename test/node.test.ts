@@ -6,7 +6,7 @@ import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { startNode } from '../src/index.js'
 import type { RunningNode } from '../src/index.js'
-import { rawRequest, tempDir } from './support/processes.js'
+import { rawRequest, tempDir, until } from './support/processes.js'
 
 let dir = ''
 const started: RunningNode[] = []
@@ -70,6 +70,22 @@ test('restarted with the same data directory, a node keeps its peer id and its r
   const again = await second.get(record.id)
   assert.is(again?.state, 'succeeded')
   assert.equal(again?.result, { n: 42 })
+})
+
+test('a node given bootstrap peers answers /healthz 503 until it heard from another member', async () => {
+  const seed = await start('seed', { heartbeatMs: 100 })
+  const unreachable = seed.multiaddrs[0]!.replace(/\/tcp\/\d+\//, '/tcp/1/')
+  const lonely = await start('lonely', { heartbeatMs: 100, bootstrap: [unreachable] })
+  // Joined by the clock (it accepts work on its own ring), yet it never reached anyone.
+  await until('the lonely node to accept work', async () => {
+    try { return (await lonely.submit({ type: 'echo', payload: 1 })) !== undefined } catch { return false }
+  }, 20_000)
+  assert.is(lonely.api.healthy(), false)
+  assert.is((await rawRequest(`${lonely.apiUrl}/healthz`, {})).status, 503)
+  const joiner = await start('joiner', { heartbeatMs: 100, bootstrap: [seed.multiaddrs[0]!] })
+  await until('the joiner to be healthy', () => joiner.api.healthy(), 20_000)
+  assert.is((await rawRequest(`${joiner.apiUrl}/healthz`, {})).status, 200)
+  assert.is((await rawRequest(`${seed.apiUrl}/healthz`, {})).status, 200, 'a node without bootstrap peers is healthy alone')
 })
 
 test.run()

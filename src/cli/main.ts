@@ -130,6 +130,7 @@ const COMMANDS: Record<string, Command> = {
         retention: { kind: 'string', valueName: '<D>', description: 'how long finished tasks (results, output, history) are kept (default 7d)' },
         handlers: { kind: 'string', valueName: '<module>', description: 'module whose exports are task handlers, by type' },
         'allow-exec': { kind: 'boolean', description: 'enable the shell executor' },
+        'stand-ins': { kind: 'boolean', description: 'faster takeover when 2 of 3 replicas die (next ring members stand in); unsafe under long partitions' },
         'fault-injection': { kind: 'boolean', description: 'for tests: accept POST /v1/debug/faults (drop or delay messages of chosen peers)' },
         'swarm-key': { kind: 'string', valueName: '<file>', description: 'swarm key of a private network (see taskmesh keygen)' },
         'api-token': { kind: 'string', valueName: '<file>', description: 'file holding the bearer token the HTTP API requires' },
@@ -392,6 +393,7 @@ async function startOptions (args: ParsedArgs): Promise<NodeOptions> {
   if (handlers !== undefined) options.handlers = handlers
   if (args.flag('allow-exec')) options.allowExec = true
   if (args.flag('fault-injection')) options.faultInjection = true
+  if (args.flag('stand-ins')) options.standIns = true
   const payloadMax = integerOption(args, 'payload-max', 1)
   if (payloadMax !== undefined) options.payloadBytesMax = payloadMax
   const heartbeat = durationOption(args, 'heartbeat')

@@ -5,6 +5,8 @@
 // Ordering contract with the driver: every Persist effect drained in one batch is written
 // (synced) before any Send, Reply or Execute of that batch is performed. That is what lets
 // this code acknowledge its own writes at once.
+import { claimOutcome, claimQuorum } from './claim.js'
+import type { ClaimQuorum } from './claim.js'
 import { Heap } from './heap.js'
 import { KEYSPACE, keyPosition } from './hash.js'
 import { EMPTY_LOAD, Membership } from './membership.js'
@@ -51,6 +53,13 @@ export interface CoreConfig {
   typeLimits?: Record<string, number>
   /** Terminal tasks are removed from every replica this long after they finished; default 7 days. */
   retentionMs?: number
+  /**
+   * Stand-ins (claim.ts): take over a run whose replica set lost its majority as soon as the
+   * members are declared dead, not when the ring drops them. Faster failover, but a partition
+   * that outlasts the dead timeout can then let both sides record a result (fencing holds only
+   * for partitions shorter than removeAfterMs without it). Off by default.
+   */
+  standIns?: boolean
   virtualPositions?: number
 }
 
@@ -137,6 +146,7 @@ interface PendingClaim {
   record: TaskRecord
   replicas: string[]
   needed: number
+  quorum: ClaimQuorum
   acks: Set<string>
   nacks: Set<string>
 }
@@ -442,6 +452,7 @@ export class TaskmeshNode {
       this.#handOff(previous)
       this.#reconsiderAll()
     } else if (change.liveness) {
+      this.#retargetClaims()
       this.#reconsiderAll()
     }
   }
@@ -848,8 +859,9 @@ export class TaskmeshNode {
     if (claim === undefined || claim.rid !== message.rid) return
     if (message.ok) claim.acks.add(from)
     else claim.nacks.add(from)
-    if (claim.acks.size >= claim.needed) this.#startExecution(claim)
-    else if (claim.nacks.size > claim.replicas.length - claim.needed) this.#abandonClaim(claim, 'refused')
+    const outcome = claimOutcome(claim.quorum, claim.acks, claim.nacks)
+    if (outcome === 'won') this.#startExecution(claim)
+    else if (outcome === 'lost') this.#abandonClaim(claim, 'refused')
   }
 
   #onReadReply (from: string, message: Extract<PeerMessage, { kind: 'readReply' }>): void {
@@ -930,7 +942,7 @@ export class TaskmeshNode {
       return
     }
     const replicas = this.replicaSetOf(record.id)
-    const targets = [...new Set([...replicas, ...record.replicas])].filter(peer => peer !== this.config.selfId)
+    const targets = [...new Set([...replicas, ...record.replicas, ...this.#claimQuorumOf(record.id).standIns])].filter(peer => peer !== this.config.selfId)
     const rid = this.#nextRid++
     const selfCounts = replicas.includes(this.config.selfId) ? 1 : 0
     const write: PendingWrite = { record, targets, needed: writeQuorum(replicas.length), acks: new Set(), nacks: new Set() }
@@ -1137,7 +1149,9 @@ export class TaskmeshNode {
 
   #startClaim (current: TaskRecord): void {
     const entry = this.#entries.get(current.id)!
-    const replicas = this.replicaSetOf(current.id)
+    const quorum = this.#claimQuorumOf(current.id)
+    const replicas = quorum.targets
+    if (quorum.standIns.length > 0) this.#log('debug', 'claim.stand_ins', { task: current.id, standIns: quorum.standIns, required: quorum.required })
     const reuseAttempt = this.#abandonedClaims.delete(current.id) && current.state === 'running' && current.owner === this.config.selfId
     const attempt = reuseAttempt ? current.attempt : current.attempt + 1
     const epoch = Math.max(current.epoch, entry.promised) + 1
@@ -1148,12 +1162,41 @@ export class TaskmeshNode {
       history: [...this.#historyBeforeRetry(current, reuseAttempt), { state: 'running', atMs: this.#nowMs, node: this.config.selfId, attempt }]
     }
     const rid = this.#nextRid++
-    const claim: PendingClaim = { rid, record, replicas, needed: writeQuorum(replicas.length), acks: new Set(), nacks: new Set() }
+    const claim: PendingClaim = { rid, record, replicas, needed: quorum.needed, quorum, acks: new Set(), nacks: new Set() }
     this.#claims.set(record.id, claim)
     this.#busy(record.type, 1)
     this.#claimRids.set(rid, record.id)
     this.#addTimer({ atMs: this.#nowMs + this.config.claimTimeoutMs, kind: 'claimDeadline', rid })
     for (const peer of replicas) this.#deliver(peer, { kind: 'claim', rid, record })
+  }
+
+  /** Whose promises a claim needs: the replica set, with stand-ins for dead replicas when too few are alive (claim.ts). */
+  #claimQuorumOf (id: string): ClaimQuorum {
+    const isDead = (peer: string): boolean => this.#membership.state(peer) === 'dead'
+    const set = this.replicaSetOf(id)
+    if (this.config.standIns !== true) return claimQuorum(set, set, () => false)
+    if (!set.some(isDead)) return claimQuorum(set, set, isDead)
+    // Stand-ins only on the side of a partition that holds a majority of the ring: the other
+    // side may still hold a majority of this set, and must not be matched by stand-ins.
+    const ring = this.#ring.members
+    if (2 * ring.filter(peer => !isDead(peer)).length <= ring.length) return claimQuorum(set, set, () => false)
+    return claimQuorum(set, replicaSetAt(this.#ring, this.#position(id), this.config.replicas, peer => !isDead(peer)), isDead)
+  }
+
+  /**
+   * A replica was declared dead while claims wait on it (killed together, two replicas are
+   * declared dead up to a heartbeat apart): send those claims to the stand-ins they now need
+   * rather than let them time out and start over.
+   */
+  #retargetClaims (): void {
+    for (const claim of this.#claims.values()) {
+      const quorum = this.#claimQuorumOf(claim.record.id)
+      const added = quorum.targets.filter(peer => !claim.replicas.includes(peer))
+      if (added.length === 0) continue
+      claim.replicas = [...claim.replicas, ...added]
+      claim.quorum = { ...quorum, targets: claim.replicas }
+      for (const peer of added) this.#deliver(peer, { kind: 'claim', rid: claim.rid, record: claim.record })
+    }
   }
 
   /** A claim that never reached its quorum is retried as the same attempt: replace its entry, do not add one. */

@@ -41,16 +41,22 @@ function successorIndex (ring: Ring, key: number): number {
   return low === ring.positions.length ? 0 : low
 }
 
-/** The first min(r, members) distinct members clockwise from key; the first is the owner. */
-export function replicaSetAt (ring: Ring, key: number, r: number): string[] {
+/**
+ * The first min(r, members) distinct members clockwise from key; the first is the owner.
+ * With `usable`, members it rejects are skipped (fewer than r come back when too few pass).
+ */
+export function replicaSetAt (ring: Ring, key: number, r: number, usable?: (member: string) => boolean): string[] {
   const wanted = Math.min(r, ring.members.length)
   const set: string[] = []
   if (wanted === 0) return set
   const start = successorIndex(ring, key)
   const count = ring.positions.length
-  for (let step = 0; step < count && set.length < wanted; step++) {
+  const skipped = new Set<string>()
+  for (let step = 0; step < count && set.length < wanted && set.length + skipped.size < ring.members.length; step++) {
     const member = ring.members[ring.owners[(start + step) % count]!]!
-    if (!set.includes(member)) set.push(member)
+    if (set.includes(member) || skipped.has(member)) continue
+    if (usable === undefined || usable(member)) set.push(member)
+    else skipped.add(member)
   }
   return set
 }

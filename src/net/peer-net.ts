@@ -50,8 +50,17 @@ export interface PeerNetOptions {
   protocol?: string
   /** Default '/taskmesh/kad/1.0.0'. */
   dhtProtocol?: string
-  /** Bootstrap re-dial loop period. Default 2000. */
+  /** Bootstrap re-dial loop: first retry after this long, doubling per failure up to redialMsMax. Default 2000. */
   redialMs?: number
+  /** Longest wait between two dials of one bootstrap peer. Default 30,000. */
+  redialMsMax?: number
+  /**
+   * Set when every peer is a member that subscribes to our topics and publishes on them at
+   * least this often (taskmesh heartbeats). Then a connection over which, after this long,
+   * gossipsub has not exchanged subscriptions both ways, or (before any gossip arrived) a
+   * bootstrap connection that brought no gossip, is closed and dialled again. Unset: no checks.
+   */
+  memberGossipGraceMs?: number
   /** Deadline for one dial (bootstrap or lazy stream open). Default 5000. */
   dialTimeoutMs?: number
   /** Per-peer bound on queued (not yet framed) message bytes. Default 64 MiB. */
@@ -87,7 +96,17 @@ interface MeshView {
   getMeshPeers (topic: string): string[]
 }
 
+/** Gossipsub's per-peer state, read only for the formation diagnostics (not part of its API: may be absent). */
+interface GossipInternals {
+  peers?: Map<string, unknown>
+  streamsOutbound?: Map<string, unknown>
+  streamsInbound?: Map<string, unknown>
+}
+
 const REDIAL_MS_DEFAULT = 2000
+const REDIAL_MS_MAX_DEFAULT = 30_000
+/** The re-dial loop looks at the bootstrap peers this often (each has its own backoff). */
+const REDIAL_TICK_MS_MAX = 500
 const DIAL_TIMEOUT_MS_DEFAULT = 5000
 const QUEUED_BYTES_MAX_DEFAULT = 64 * 1024 * 1024
 const QUEUED_MESSAGES_MAX_DEFAULT = 100_000
@@ -124,6 +143,10 @@ interface BootstrapEntry {
   peer: PeerId | undefined
   dialing: boolean
   failing: boolean
+  /** Dials that failed, and connections reset for want of gossip, since the last good one: the backoff exponent. */
+  failures: number
+  /** No dial (or reset) before this time. */
+  nextAttemptAtMs: number
 }
 
 export class PeerNet {
@@ -146,6 +169,11 @@ export class PeerNet {
   }
 
   #redialTimer: NodeJS.Timeout | undefined
+  /** Per connected peer: connections reset because gossip did not work over them (the backoff exponent). */
+  readonly #gossipResets = new Map<string, number>()
+  readonly #resetting = new Set<string>()
+  /** Whether any gossip message from another peer arrived: until then the cluster has not been reached. */
+  #gossipHeard = false
   /** Set by stop(): send() and publish() become no-ops, callbacks stop firing. */
   #closing = false
   /** Set once the flush at stop() is over: writers stop. */
@@ -157,7 +185,7 @@ export class PeerNet {
     if (!Number.isSafeInteger(options.frameBytesMax) || options.frameBytesMax < 64 || options.frameBytesMax > 2 ** 32 - 1) {
       throw new RangeError(`frameBytesMax must be an integer between 64 and 2^32 - 1, got ${options.frameBytesMax}`)
     }
-    for (const name of ['redialMs', 'dialTimeoutMs', 'queuedBytesMax', 'queuedMessagesMax'] as const) {
+    for (const name of ['redialMs', 'redialMsMax', 'memberGossipGraceMs', 'dialTimeoutMs', 'queuedBytesMax', 'queuedMessagesMax'] as const) {
       const value = options[name]
       if (value !== undefined && (!Number.isFinite(value) || value <= 0)) throw new RangeError(`${name} must be positive, got ${value}`)
     }
@@ -176,10 +204,13 @@ export class PeerNet {
       // Every peer of a loopback or LAN cluster may share one IP: the default of 5 inbound
       // connections per second per IP fails dials at random (libp2p-notes P3).
       connectionManager: { inboundConnectionThreshold: 1000, maxIncomingPendingConnections: 100 },
-      // A hung (SIGSTOPped) peer keeps its socket open; only a ping notices it (P11). Ping every
-      // second; the 1.5 s floor on the timeout leaves room for a busy event loop under load, so a
-      // hang is noticed in about 2.5 s instead of about 14 s with the defaults.
-      connectionMonitor: { pingInterval: 1000, pingTimeout: { minTimeout: 1500, maxTimeout: 3000 } },
+      // A hung (SIGSTOPped) peer keeps its socket open; only a ping notices it (P11): here in
+      // about 4 s instead of about 14 s with the defaults (heartbeats make it suspect sooner).
+      // The timeout must stay below the interval: the monitor starts the next ping regardless,
+      // ping allows one outbound stream per connection, and the second one's
+      // TooManyOutboundProtocolStreamsError aborts the connection. With 1 s pings and up to 3 s
+      // timeouts, every ping slower than 1 s (any busy startup) cut a healthy connection.
+      connectionMonitor: { pingInterval: 2000, pingTimeout: { minTimeout: 1500, maxTimeout: 1800 } },
       services: {
         identify: identify(),
         ping: ping(),
@@ -239,8 +270,11 @@ export class PeerNet {
     this.#log.info('net.started', { peer: this.peerId, addresses: this.multiaddrs(), private: this.#options.swarmKey !== undefined })
 
     this.#redialBootstrap()
-    const redialMs = this.#options.redialMs ?? REDIAL_MS_DEFAULT
-    this.#redialTimer = setInterval(() => { this.#redialBootstrap() }, redialMs)
+    const tickMs = Math.min(this.#options.redialMs ?? REDIAL_MS_DEFAULT, REDIAL_TICK_MS_MAX)
+    this.#redialTimer = setInterval(() => {
+      this.#redialBootstrap()
+      this.#checkGossip()
+    }, tickMs)
     this.#redialTimer.unref()
   }
 
@@ -309,6 +343,11 @@ export class PeerNet {
     this.#node.peerStore.merge(peer, { multiaddrs: valid }).catch(err => {
       this.#log.debug('net.hint.failed', { peer: peerId, error: err })
     })
+  }
+
+  /** True once a gossip message from another peer arrived (the node reached the cluster). */
+  gossipHeard (): boolean {
+    return this.#gossipHeard
   }
 
   connectedPeers (): string[] {
@@ -563,6 +602,10 @@ export class PeerNet {
     if (message.type !== 'signed') return
     const from = message.from.toString()
     if (from === this.peerId) return
+    if (!this.#gossipHeard) {
+      this.#gossipHeard = true
+      for (const entry of this.#bootstrap) entry.failures = 0
+    }
     let value: unknown
     try {
       value = unpack(message.data)
@@ -587,12 +630,24 @@ export class PeerNet {
 
   // ---- bootstrap ----
 
-  /** libp2p's bootstrap dials once (P7); this loop re-dials every seed that is not connected. */
+  /**
+   * libp2p's bootstrap dials once (P7); this loop re-dials every seed that is not connected,
+   * with a per-seed backoff. With memberGossipGraceMs, until gossip from some peer arrives it
+   * also checks that a connected seed really let us in: a connection can be up while gossipsub never exchanged
+   * topic subscriptions over it (its stream setup failed once and is not retried), and then
+   * no heartbeat ever flows either way. Such a connection is closed and dialled again.
+   */
   #redialBootstrap (): void {
     if (this.#closing) return
+    const nowMs = Date.now()
+    const graceMs = this.#options.memberGossipGraceMs
     for (const entry of this.#bootstrap) {
-      if (entry.dialing || this.#isSelf(entry) || this.#isConnected(entry)) continue
-      void this.#dialBootstrap(entry)
+      if (entry.dialing || nowMs < entry.nextAttemptAtMs || this.#isSelf(entry)) continue
+      if (!this.#isConnected(entry)) {
+        void this.#dialBootstrap(entry)
+      } else if (!this.#gossipHeard && graceMs !== undefined && entry.peer !== undefined && this.#connectedForMs(entry.peer, nowMs) >= Math.max(graceMs, this.#backoffMs(entry))) {
+        void this.#resetBootstrap(entry, entry.peer, graceMs)
+      }
     }
   }
 
@@ -601,19 +656,137 @@ export class PeerNet {
     try {
       const connection = await this.#node.dial(entry.address, { signal: AbortSignal.timeout(this.#dialTimeoutMs) })
       entry.peer = connection.remotePeer
-      if (entry.failing) this.#log.info('net.bootstrap.connected', { address: entry.text, peer: entry.peer.toString() })
+      if (entry.failing) this.#log.info('net.bootstrap.connected', { address: entry.text, peer: entry.peer.toString(), failures: entry.failures })
       entry.failing = false
+      // After a reset the count stands until gossip shows that the new connection works.
+      if (this.#gossipHeard) entry.failures = 0
+      entry.nextAttemptAtMs = 0
     } catch (err) {
       if (this.#closing) return
+      entry.failures++
+      const retryMs = this.#backoffMs(entry)
+      entry.nextAttemptAtMs = Date.now() + retryMs
       if (entry.failing) {
-        this.#log.debug('net.bootstrap.dial_failed', { address: entry.text, error: err })
+        this.#log.debug('net.bootstrap.dial_failed', { address: entry.text, error: err, retryMs })
       } else {
-        this.#log.warn('net.bootstrap.dial_failed', { address: entry.text, error: err, retryMs: this.#options.redialMs ?? REDIAL_MS_DEFAULT })
+        this.#log.warn('net.bootstrap.dial_failed', { address: entry.text, error: err, retryMs })
       }
       entry.failing = true
     } finally {
       entry.dialing = false
     }
+  }
+
+  /**
+   * Connected to a seed, but no gossip from anyone: say what the connection looks like, close
+   * it; the loop dials again at once. Each reset waits longer for gossip on the next connection.
+   */
+  async #resetBootstrap (entry: BootstrapEntry, peer: PeerId, graceMs: number): Promise<void> {
+    entry.dialing = true
+    entry.failures++
+    try {
+      this.#log.warn('net.bootstrap.no_gossip', { address: entry.text, peer: peer.toString(), resets: entry.failures, nextGraceMs: Math.max(graceMs, this.#backoffMs(entry)), ...await this.#gossipState(peer) })
+      await this.#node.hangUp(peer, { signal: AbortSignal.timeout(this.#dialTimeoutMs) })
+    } catch (err) {
+      if (!this.#closing) this.#log.debug('net.bootstrap.reset_failed', { address: entry.text, error: err })
+    } finally {
+      entry.dialing = false
+    }
+  }
+
+  /** What gossipsub and the connection manager know about a peer (diagnostics; gossipsub internals are read defensively). */
+  async #gossipState (peer: PeerId): Promise<Record<string, unknown>> {
+    const id = peer.toString()
+    const pubsub = this.#node.services.pubsub as unknown as GossipInternals
+    let protocols: string[] | string = []
+    try {
+      protocols = (await this.#node.peerStore.get(peer)).protocols
+    } catch (err) {
+      protocols = `unknown (${err instanceof Error ? err.name : String(err)})`
+    }
+    return {
+      connections: this.#node.getConnections(peer).map(connection => ({
+        direction: connection.direction,
+        status: connection.status,
+        ageMs: Date.now() - connection.timeline.open,
+        streams: connection.streams.map(stream => stream.protocol ?? '?')
+      })),
+      gossipPeer: pubsub.peers?.has(id) ?? null,
+      gossipOutbound: pubsub.streamsOutbound?.has(id) ?? null,
+      gossipInbound: pubsub.streamsInbound?.has(id) ?? null,
+      subscribedTopics: [...this.#topics].filter(topic => this.#node.services.pubsub.getSubscribers(topic).some(subscriber => subscriber.equals(peer))),
+      meshTopics: [...this.#topics].filter(topic => this.meshPeers(topic).includes(id)),
+      gossipPeers: this.#node.services.pubsub.getPeers().length,
+      connectedPeers: this.#node.getPeers().length,
+      protocols
+    }
+  }
+
+  /**
+   * Every connection to a peer should carry gossip both ways: the peer's subscriptions to our
+   * topics known here, and gossipsub's outbound stream to it open. Gossipsub sets both up only
+   * when a connection opens; if that fails once (a stream reset, a close racing a reconnect)
+   * it never retries, and the peer stays connected but deaf to us or mute to us. After a
+   * grace period such a connection is closed, so that the next dial (the bootstrap loop, the
+   * member gossip, the DHT) starts gossipsub afresh.
+   */
+  #checkGossip (): void {
+    const graceMs = this.#options.memberGossipGraceMs
+    if (this.#closing || graceMs === undefined) return
+    const nowMs = Date.now()
+    const pubsub = this.#node.services.pubsub
+    const outbound = (pubsub as unknown as GossipInternals).streamsOutbound
+    const subscribers = new Set<string>()
+    for (const topic of this.#topics) for (const peer of pubsub.getSubscribers(topic)) subscribers.add(peer.toString())
+    for (const peer of this.#node.getPeers()) {
+      const id = peer.toString()
+      const working = subscribers.has(id) && (outbound === undefined || outbound.has(id))
+      if (working) {
+        this.#gossipResets.delete(id)
+        continue
+      }
+      if (this.#resetting.has(id)) continue
+      const resets = this.#gossipResets.get(id) ?? 0
+      if (this.#connectedForMs(peer, nowMs) < Math.max(graceMs, this.#backoffAfter(resets))) continue
+      void this.#resetGossip(peer, resets)
+    }
+    if (this.#gossipResets.size > HINT_PEERS_MAX) this.#gossipResets.clear()
+  }
+
+  async #resetGossip (peer: PeerId, resets: number): Promise<void> {
+    const id = peer.toString()
+    this.#resetting.add(id)
+    try {
+      const protocols = (await this.#node.peerStore.get(peer)).protocols
+      // Only peers that speak gossipsub (every taskmesh node does); identify may still be running.
+      if (!protocols.some(protocol => protocol.startsWith('/meshsub/'))) return
+      this.#gossipResets.set(id, resets + 1)
+      this.#log.warn('net.gossip.reset', { peer: id, resets: resets + 1, ...await this.#gossipState(peer) })
+      await this.#node.hangUp(peer, { signal: AbortSignal.timeout(this.#dialTimeoutMs) })
+    } catch (err) {
+      if (!this.#closing) this.#log.debug('net.gossip.reset_failed', { peer: id, error: err })
+    } finally {
+      this.#resetting.delete(id)
+    }
+  }
+
+  /** How long the oldest open connection to the peer has been up. */
+  #connectedForMs (peer: PeerId, nowMs: number): number {
+    let oldestMs = nowMs
+    for (const connection of this.#node.getConnections(peer)) if (connection.status === 'open') oldestMs = Math.min(oldestMs, connection.timeline.open)
+    return nowMs - oldestMs
+  }
+
+  #backoffMs (entry: BootstrapEntry): number {
+    return this.#backoffAfter(entry.failures)
+  }
+
+  /** After `failures` failures in a row: 0, then redialMs doubling up to redialMsMax. */
+  #backoffAfter (failures: number): number {
+    if (failures <= 0) return 0
+    const baseMs = this.#options.redialMs ?? REDIAL_MS_DEFAULT
+    const maxMs = this.#options.redialMsMax ?? REDIAL_MS_MAX_DEFAULT
+    return Math.min(maxMs, baseMs * 2 ** Math.min(failures - 1, 20))
   }
 
   #isConnected (entry: BootstrapEntry): boolean {
@@ -738,7 +911,7 @@ function parseBootstrapEntry (text: string): BootstrapEntry {
     const address = text.startsWith('/') ? multiaddr(text) : hostPortToMultiaddr(text)
     const last = address.getComponents().at(-1)
     const peer = last?.code === CODE_P2P && last.value !== undefined ? peerIdFromString(last.value) : undefined
-    return { text, address, peer, dialing: false, failing: false }
+    return { text, address, peer, dialing: false, failing: false, failures: 0, nextAttemptAtMs: 0 }
   } catch (err) {
     throw new Error(`invalid bootstrap entry "${text}": expected a multiaddr ending /p2p/<peer id> or host:port (${err instanceof Error ? err.message : String(err)})`)
   }

@@ -234,7 +234,10 @@ export class RunningNode {
       cluster: () => this.cluster(),
       drain: async () => { await this.stop() },
       metrics: () => this.metrics(),
-      healthy: () => this.#driver.core.joined && !this.#driver.core.leaving,
+      // A node given bootstrap peers is not healthy until it reached the cluster: joined by the
+      // clock alone, it would look ready while it sees only itself.
+      healthy: () => this.#driver.core.joined && !this.#driver.core.leaving &&
+        ((this.#options.bootstrap ?? []).length === 0 || this.#net.gossipHeard()),
       onEvent: listener => {
         this.#listeners.add(listener)
         return () => { this.#listeners.delete(listener) }
@@ -287,6 +290,9 @@ export async function startNode (options: NodeOptions): Promise<RunningNode> {
       swarmKey: options.swarmKey,
       topics: [HEARTBEAT_TOPIC, EVENTS_TOPIC],
       frameBytesMax: DEFAULTS.frameBytesMax,
+      // Every member subscribes to both topics and sends a heartbeat every heartbeatMs; the
+      // 3 s floor leaves room for a busy startup before a connection is judged broken.
+      memberGossipGraceMs: Math.max(3000, 6 * (options.heartbeatMs ?? DEFAULTS.heartbeatMs)),
       log,
       onMessages: (from, messages) => whenReady(() => {
         if (gate !== null && !gate.passes(from)) return
@@ -362,6 +368,7 @@ export async function startNode (options: NodeOptions): Promise<RunningNode> {
       syncIntervalMs: 10_000,
       syncDelayMs: 500,
       syncTimeoutMs: 3000,
+      standIns: options.standIns === true,
       api: apiUrl ?? '',
       addrs: net.multiaddrs(),
       types: executors.types(),

@@ -40,6 +40,13 @@ export interface NodeOptions {
   removeAfterMs?: number
   /** How long a drain (SIGTERM, stop(), POST /v1/drain) waits for running tasks; default 30 s. */
   drainGraceMs?: number
+  /**
+   * Take over a run whose replica set lost its majority as soon as those members are dead, through
+   * the next live ring members, instead of when the ring drops them (--remove-after). Faster
+   * failover when two of three replicas die at once; unsafe under a partition that outlasts the
+   * dead timeout (both sides may record a result). Default false.
+   */
+  standIns?: boolean
   /** Test only: accept POST /v1/debug/faults (drop messages of given peers, add delay or loss). */
   faultInjection?: boolean
 }

@@ -52,7 +52,7 @@ test('SIGKILL two of five nodes mid-run: nothing lost, failover in seconds', asy
     const record = [...final.values()].find(r => ((accepted.find(a => a.id === r.id)?.payload as any)?.cmd ?? '').includes(`echo ${marker} `))
     if (record !== undefined) console.log(`    ${marker} ran ${counts.get(marker)}x: ` + record.history.map(entry => `${entry.state}@${entry.node.slice(-6)}#${entry.attempt}+${Date.parse(entry.at) - killedAtMs}ms`).join(' '))
   }
-  console.log(`    victims: ${[...victimIds].map(id => id.slice(-6)).join(', ')}`)
+  console.log(`    victims: ${[...victimIds].map(id => id.slice(-6)).join(', ')}, killed at ${new Date(killedAtMs).toISOString()}`)
   assert.is(lost.length, 0, `lost: ${lost.slice(0, 5).map(record => `${record.id}=${final.get(record.id)?.state}`).join(', ')}`)
   assert.is(neverRan, 0, 'every task ran')
   assert.ok(failoverMs.length > 0, 'some running tasks were taken over')

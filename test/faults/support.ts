@@ -1,5 +1,5 @@
 // support.ts: a real cluster for fault tests, and the checkers they report with.
-import { readFile, rm } from 'node:fs/promises'
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { PublicRecord } from '../../src/api/present.js'
 import { writeSwarmKeyFile } from '../../src/net/swarm-key.js'
@@ -7,6 +7,10 @@ import { HANDLERS, spawnNode, stopNode, tempDir, until, untilFormed } from '../s
 import type { NodeProcess } from '../support/processes.js'
 
 export const TERMINAL = new Set(['succeeded', 'dead', 'cancelled'])
+
+/** Diagnostics: TASKMESH_TEST_LOG_LEVEL sets the nodes' log level; TASKMESH_TEST_LOGS=<dir> keeps their logs. */
+const LOG_LEVEL = process.env.TASKMESH_TEST_LOG_LEVEL ?? 'warn'
+const LOGS_DIR = process.env.TASKMESH_TEST_LOGS
 
 /**
  * Register a suite's hooks: a cluster of `size` started before its tests and stopped after.
@@ -37,20 +41,10 @@ export class TestCluster {
   }
 
   /**
-   * Launch and wait until every node sees every other alive. A launch that does not form is
-   * retried once, after printing each node's view: formation has been seen to stall rarely (an
-   * open finding, see README), and a fault test is about the faults it injects afterwards.
+   * Launch and wait until every node sees every other alive. A launch that does not form fails
+   * the suite, with every node's view in the message (untilFormed).
    */
   static async start (size: number, extra: string[] = []): Promise<TestCluster> {
-    try {
-      return await TestCluster.launch(size, extra)
-    } catch (error) {
-      console.error(`    cluster of ${size} did not form, retrying once: ${(error as Error).message}`)
-      return await TestCluster.launch(size, extra)
-    }
-  }
-
-  private static async launch (size: number, extra: string[]): Promise<TestCluster> {
     const cluster = new TestCluster(await tempDir('faults'), extra)
     try {
       await cluster.#form(size)
@@ -74,7 +68,7 @@ export class TestCluster {
   args (index: number, bootstrap: string[]): string[] {
     return [
       '--data', join(this.dir, `node-${index}`), '--api', '127.0.0.1:0', '--listen', '/ip4/127.0.0.1/tcp/0',
-      '--swarm-key', join(this.dir, 'swarm.key'), '--handlers', HANDLERS, '--allow-exec', '--log-level', 'warn',
+      '--swarm-key', join(this.dir, 'swarm.key'), '--handlers', HANDLERS, '--allow-exec', '--log-level', LOG_LEVEL,
       '--submit-timeout', '3s', '--remove-after', '8s', ...this.extra, ...bootstrap.flatMap(addr => ['--bootstrap', addr])
     ]
   }
@@ -85,6 +79,14 @@ export class TestCluster {
     const node = await spawnNode(this.args(index, live !== undefined ? [live.addrs[0]!] : []))
     this.nodes[index - 1] = node
     return node
+  }
+
+  /** Every node's log lines (stderr), one file per node process, for a look after the run. */
+  async #keepLogs (dir: string): Promise<void> {
+    const run = join(dir, `${new Date().toISOString().replace(/[:.]/g, '-')}-${process.pid}`)
+    await mkdir(run, { recursive: true })
+    await Promise.all(this.nodes.map(async (node, i) => await writeFile(join(run, `node-${i + 1}-${node.peerId.slice(-6)}.log`), node.output.join('\n') + '\n')))
+    console.log(`    node logs kept in ${run}`)
   }
 
   live (): NodeProcess[] {
@@ -103,6 +105,7 @@ export class TestCluster {
 
   async stop (): Promise<void> {
     await Promise.all(this.nodes.map(async node => await stopNode(node, 5000)))
+    if (LOGS_DIR !== undefined) await this.#keepLogs(LOGS_DIR)
     await rm(this.dir, { recursive: true, force: true })
   }
 

@@ -16,6 +16,9 @@ export async function tempDir (prefix: string): Promise<string> {
   return await mkdtemp(join(tmpdir(), `taskmesh-${prefix}-`))
 }
 
+/** Log lines kept per node process (the newest). */
+const OUTPUT_LINES_MAX = 20_000
+
 export interface NodeProcess {
   peerId: string
   api: string
@@ -32,7 +35,7 @@ export async function spawnNode (args: string[], timeoutMs = 30_000): Promise<No
   const child = spawn(process.execPath, [BIN, 'start', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
   const output: string[] = []
   const exited = new Promise<{ code: number | null, signal: NodeJS.Signals | null }>(resolve => child.once('exit', (code, signal) => resolve({ code, signal })))
-  createInterface({ input: child.stderr! }).on('line', line => { output.push(line); if (output.length > 2000) output.shift() })
+  createInterface({ input: child.stderr! }).on('line', line => { output.push(line); if (output.length > OUTPUT_LINES_MAX) output.shift() })
   const ready = await new Promise<{ peerId: string, addrs: string[], api: string }>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`node did not start in ${timeoutMs} ms:\n${output.slice(-20).join('\n')}`)), timeoutMs)
     createInterface({ input: child.stdout! }).on('line', line => {
