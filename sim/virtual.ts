@@ -4,7 +4,7 @@
 // the fault rates (swarm testing). Phase 1 injects faults; phase 2 heals and every accepted
 // task must become terminal. Invariants are checked as it runs; a violation stops the run
 // with the command that replays it. Same seed, same JSON.
-import { Heap } from '../src/core/heap.js'
+import { Agenda } from './agenda.js'
 import { TaskmeshNode } from '../src/core/node.js'
 import type { CoreConfig } from '../src/core/node.js'
 import type { Effect, Input } from '../src/core/protocol.js'
@@ -27,6 +27,46 @@ export interface VirtualOptions {
   bug: 'none' | 'ack-without-persist' | 'accept-before-quorum'
   /** Virtual length of phase 1 (faults and load), ms. */
   phaseMs: number
+  /** How membership is modelled (see membershipTimings); by default gossip up to GOSSIP_NODES_MAX nodes, scaled above. */
+  membership?: MembershipModel
+}
+
+/**
+ * gossip: the nodes' real timings; every node's heartbeat reaches every node every 500 ms, so
+ * the simulator's cost grows as N^2. scaled: a modelling choice for large N. The heartbeat
+ * interval and the failure detector's suspect and dead timeouts, and the anti-entropy period,
+ * are stretched by N / GOSSIP_NODES_MAX, so each node hears as many heartbeats per second as
+ * in a 50-node cluster and the cost grows as N. The price: failures take proportionally
+ * longer to detect (at 1,000 nodes a peer is suspect after 30 s of silence), so most crashes
+ * and partitions of phase 1 heal before anyone notices them, and the failure-detector paths
+ * are exercised less than at small N. Removal from the ring after death is not stretched.
+ */
+export type MembershipModel = 'gossip' | 'scaled'
+
+/** Above this many nodes the default model is scaled. */
+export const GOSSIP_NODES_MAX = 50
+
+export interface MembershipTimings {
+  model: MembershipModel
+  heartbeatMs: number
+  suspectAfterMs: number
+  deadAfterMs: number
+  removeAfterMs: number
+  syncIntervalMs: number
+  syncDelayMs: number
+}
+
+export function membershipTimings (nodes: number, model: MembershipModel = nodes > GOSSIP_NODES_MAX ? 'scaled' : 'gossip'): MembershipTimings {
+  const stretch = model === 'gossip' ? 1 : Math.max(1, nodes / GOSSIP_NODES_MAX)
+  return {
+    model,
+    heartbeatMs: Math.round(HEARTBEAT_MS * stretch),
+    suspectAfterMs: Math.round(1500 * stretch),
+    deadAfterMs: Math.round(3000 * stretch),
+    removeAfterMs: 10_000,
+    syncIntervalMs: Math.round(5000 * stretch),
+    syncDelayMs: 300
+  }
 }
 
 export interface Violation {
@@ -40,6 +80,7 @@ export interface Violation {
 export interface VirtualResult {
   seed: number
   options: VirtualOptions
+  membership: MembershipTimings
   rates: { lossRate: number, duplicateRate: number, delayMsMax: number, crashes: number, partitions: number, pauses: number, permanentLosses: number }
   virtualMs: number
   events: number
@@ -51,12 +92,12 @@ export interface VirtualResult {
 }
 
 type SimEvent =
-  | { atMs: number, seq: number, kind: 'input', node: number, incarnation: number, input: Input }
-  | { atMs: number, seq: number, kind: 'tick', node: number, incarnation: number }
-  | { atMs: number, seq: number, kind: 'wake', node: number, incarnation: number }
-  | { atMs: number, seq: number, kind: 'finish', node: number, incarnation: number, taskId: string, epoch: number, ok: boolean }
-  | { atMs: number, seq: number, kind: 'submit' }
-  | { atMs: number, seq: number, kind: 'fault', apply: () => void, label: string }
+  | { atMs: number, kind: 'input', node: number, input: Input }
+  | { atMs: number, kind: 'tick', node: number, incarnation: number }
+  | { atMs: number, kind: 'wake', node: number, incarnation: number }
+  | { atMs: number, kind: 'finish', node: number, incarnation: number, taskId: string, epoch: number, ok: boolean }
+  | { atMs: number, kind: 'submit' }
+  | { atMs: number, kind: 'fault', apply: () => void, label: string }
 
 interface SimNode {
   id: string
@@ -90,12 +131,10 @@ export function simulate (options: VirtualOptions): VirtualResult {
     permanentLosses: options.faults ? Math.floor(between(0, options.replicas)) : 0 // fewer than R
   }
 
-  const queue = new Heap<SimEvent>((a, b) => a.atMs !== b.atMs ? a.atMs < b.atMs : a.seq < b.seq)
-  let seq = 0
+  const queue = new Agenda<SimEvent>()
   let nowMs = 0
   let events = 0
-  type Unsequenced = SimEvent extends infer E ? E extends SimEvent ? Omit<E, 'seq'> : never : never
-  const schedule = (event: Unsequenced): void => { queue.push({ ...event, seq: seq++ } as SimEvent) }
+  const schedule = (event: SimEvent): void => { queue.push(event.atMs, event) }
 
   const nodes: SimNode[] = Array.from({ length: options.nodes }, (_, index) => ({
     id: `n${String(index).padStart(4, '0')}`,
@@ -119,6 +158,10 @@ export function simulate (options: VirtualOptions): VirtualResult {
   const executions = new Map<string, number>()
   const executedEpochMax = new Map<string, number>()
   const terminalSeen = new Map<string, string>() // node|task → terminal state persisted
+  // Which nodes ever persisted each task, ascending. A node's core holds a record only after
+  // persisting it (or restoring it from its disk), so the merged view of a task needs only
+  // these nodes, not all N: judging the run stays linear in tasks.
+  const holders = new Map<string, number[]>()
   let totalExecutions = 0
   let nextTaskId = 0
   let nextRequestId = 1
@@ -134,11 +177,12 @@ export function simulate (options: VirtualOptions): VirtualResult {
     violations.push({ invariant, task, atMs: nowMs, detail, trace: task === null ? [] : [...(traces.get(task) ?? [])] })
   }
 
+  const timings = membershipTimings(options.nodes, options.membership)
   const config = (node: SimNode, joinGraceMs: number): CoreConfig => ({
-    selfId: node.id, replicas: options.replicas, capacity: 8, heartbeatMs: HEARTBEAT_MS,
-    suspectAfterMs: 1500, deadAfterMs: 3000, removeAfterMs: 10_000, submitTimeoutMs: 3000,
+    selfId: node.id, replicas: options.replicas, capacity: 8, heartbeatMs: timings.heartbeatMs,
+    suspectAfterMs: timings.suspectAfterMs, deadAfterMs: timings.deadAfterMs, removeAfterMs: timings.removeAfterMs, submitTimeoutMs: 3000,
     claimTimeoutMs: 2000, readTimeoutMs: 1000, claimRetryMs: 500, commitFallbackMs: 7000,
-    joinGraceMs, syncIntervalMs: 5000, syncDelayMs: 300, syncTimeoutMs: 2000,
+    joinGraceMs, syncIntervalMs: timings.syncIntervalMs, syncDelayMs: timings.syncDelayMs, syncTimeoutMs: 2000,
     api: '', addrs: [], types: ['work'], virtualPositions: options.policy === 'ring-1' ? 1 : 64
   })
 
@@ -156,13 +200,15 @@ export function simulate (options: VirtualOptions): VirtualResult {
     schedule({ atMs: nowMs + Math.floor(random() * TICK_MS), kind: 'tick', node: node.index, incarnation: node.incarnation })
   }
 
-  const send = (from: SimNode, to: SimNode, make: (atMs: number) => Input): void => {
-    if (to.status === 'lost' || blocked.has(`${from.id}|${to.id}`)) return
+  // One input object may go to many nodes (a heartbeat) or twice to one: deliver() stamps its
+  // time just before the step, and core keeps no input object, only what it carries.
+  const send = (from: SimNode, to: SimNode, input: Input): void => {
+    if (to.status === 'lost' || (blocked.size > 0 && blocked.has(`${from.id}|${to.id}`))) return
     if (random() < rates.lossRate) return
     const copies = random() < rates.duplicateRate ? 2 : 1
     for (let i = 0; i < copies; i++) {
       const atMs = nowMs + 1 + Math.floor(random() * rates.delayMsMax)
-      schedule({ atMs, kind: 'input', node: to.index, incarnation: -1, input: make(atMs) })
+      schedule({ atMs, kind: 'input', node: to.index, input })
     }
   }
 
@@ -182,9 +228,18 @@ export function simulate (options: VirtualOptions): VirtualResult {
     // `aborted` is internal (never shown): a minority may hold it while a claim won the task.
     if (before !== undefined && before !== record.state && before !== 'aborted') violate('2: terminal states are final', record.id, `${node.id} had ${before}, now ${record.state} (epoch ${record.epoch})`)
     if (isTerminal(record.state)) terminalSeen.set(key, record.state)
+    hold(record.id, node.index)
     trace(record.id, `${node.id} persist ${record.state} e${record.epoch} a${record.attempt}${record.committed ? ' c' : ''}`)
     if (options.bug === 'ack-without-persist' && record.state === 'queued' && record.coordinator !== node.id) return
     node.disk.set(record.id, entry)
+  }
+
+  const hold = (id: string, index: number): void => {
+    const indices = holders.get(id)
+    if (indices === undefined) { holders.set(id, [index]); return }
+    if (indices.includes(index)) return
+    indices.push(index)
+    for (let i = indices.length - 1; i > 0 && indices[i - 1]! > indices[i]!; i--) [indices[i - 1], indices[i]] = [indices[i]!, indices[i - 1]!]
   }
 
   const apply = (node: SimNode, effect: Effect): void => {
@@ -192,12 +247,14 @@ export function simulate (options: VirtualOptions): VirtualResult {
       case 'Persist': return
       case 'Send': {
         const to = byId.get(effect.to)
-        if (to !== undefined) send(node, to, atMs => ({ kind: 'MessageReceived', atMs, from: node.id, message: effect.message }))
+        if (to !== undefined) send(node, to, { kind: 'MessageReceived', atMs: 0, from: node.id, message: effect.message })
         return
       }
-      case 'PublishHeartbeat':
-        for (const other of nodes) if (other !== node) send(node, other, atMs => ({ kind: 'HeartbeatReceived', atMs, heartbeat: effect.heartbeat }))
+      case 'PublishHeartbeat': {
+        const input: Input = { kind: 'HeartbeatReceived', atMs: 0, heartbeat: effect.heartbeat }
+        for (const other of nodes) if (other !== node) send(node, other, input)
         return
+      }
       case 'Execute': {
         const { taskId, fencingToken } = effect.order
         executions.set(taskId, (executions.get(taskId) ?? 0) + 1)
@@ -230,7 +287,8 @@ export function simulate (options: VirtualOptions): VirtualResult {
   const deliver = (node: SimNode, input: Input): void => {
     if (node.status === 'paused') { node.held.push(input); return }
     if (node.status !== 'up') return
-    step(node, { ...input, atMs: nodeTime(node) } as Input)
+    input.atMs = nodeTime(node)
+    step(node, input)
   }
 
   // ---------------------------------------------------------------- the run
@@ -347,8 +405,8 @@ export function simulate (options: VirtualOptions): VirtualResult {
 
   function mergedRecord (id: string): TaskRecord | null {
     let merged: TaskRecord | null = null
-    for (const node of nodes) {
-      const record = node.core?.record(id)
+    for (const index of holders.get(id) ?? []) {
+      const record = nodes[index]!.core?.record(id)
       if (record !== null && record !== undefined) merged = merged === null ? record : merge(merged, record)
     }
     return merged
@@ -397,15 +455,16 @@ export function simulate (options: VirtualOptions): VirtualResult {
     const id = replicaReport.divergentIds[0]!
     violate('6: replicas agree after healing and quiescence', id, replicaInput.get(id)!.map(copy => `${copy.node}: ${copy.version === null ? 'absent' : JSON.parse(copy.version).state}`).join(', '))
   }
-  return { seed: options.seed, options, rates, virtualMs: Math.round(nowMs), events, faults, queue: queueReport, replicas: replicaReport, violations, executions: totalExecutions }
+  return { seed: options.seed, options, membership: timings, rates, virtualMs: Math.round(nowMs), events, faults, queue: queueReport, replicas: replicaReport, violations, executions: totalExecutions }
 }
 
 // ------------------------------------------------------------------ CLI
 
-const USAGE = 'usage: taskmesh sim --virtual [--nodes 10] [--tasks 1000] [--replicas 3] [--seed N] [--no-faults] [--policy ring|ring-1] [--phase 30s] [--seeds N] [--json FILE] [--bug ack-without-persist|accept-before-quorum]'
+const USAGE = 'usage: taskmesh sim --virtual [--nodes 10] [--tasks 1000] [--replicas 3] [--seed N] [--no-faults] [--policy ring|ring-1] [--membership gossip|scaled] [--phase 30s] [--seeds N] [--json FILE] [--bug ack-without-persist|accept-before-quorum]'
 
 export function replayCommand (options: VirtualOptions): string {
   return `taskmesh sim --virtual --seed ${options.seed} --nodes ${options.nodes} --tasks ${options.tasks} --replicas ${options.replicas} --policy ${options.policy} --phase ${options.phaseMs}ms` +
+    (options.membership !== undefined ? ` --membership ${options.membership}` : '') +
     (options.faults ? '' : ' --no-faults') + (options.bug !== 'none' ? ` --bug ${options.bug}` : '')
 }
 
@@ -424,7 +483,7 @@ export function parseVirtualOptions (argv: string[]): VirtualOptions & { seeds: 
     if (!Number.isInteger(parsed) || parsed < min || parsed > max) throw new Error(`--${name}: expected an integer in ${min}..${max}, got "${text}"\n${USAGE}`)
     return parsed
   }
-  const known = new Set(['--virtual', '--nodes', '--tasks', '--replicas', '--seed', '--no-faults', '--policy', '--phase', '--seeds', '--json', '--bug'])
+  const known = new Set(['--virtual', '--nodes', '--tasks', '--replicas', '--seed', '--no-faults', '--policy', '--phase', '--seeds', '--json', '--bug', '--membership'])
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!
     if (!arg.startsWith('--')) continue
@@ -434,6 +493,8 @@ export function parseVirtualOptions (argv: string[]): VirtualOptions & { seeds: 
   if (policy !== 'ring' && policy !== 'ring-1') throw new Error(`--policy: expected ring or ring-1\n${USAGE}`)
   const bug = value('bug') ?? 'none'
   if (bug !== 'none' && bug !== 'ack-without-persist' && bug !== 'accept-before-quorum') throw new Error(`--bug: unknown bug "${bug}"\n${USAGE}`)
+  const membership = value('membership')
+  if (membership !== undefined && membership !== 'gossip' && membership !== 'scaled') throw new Error(`--membership: expected gossip or scaled\n${USAGE}`)
   const phaseText = value('phase') ?? '30s'
   const phaseMatch = /^(\d+)(ms|s)?$/.exec(phaseText)
   if (phaseMatch === null) throw new Error(`--phase: expected a duration like 30s\n${USAGE}`)
@@ -447,6 +508,7 @@ export function parseVirtualOptions (argv: string[]): VirtualOptions & { seeds: 
     policy,
     bug,
     phaseMs: Math.max(6000, phaseMs),
+    ...(membership === undefined ? {} : { membership }),
     seeds: integer('seeds', 1, 1, 100_000),
     json: value('json') ?? null
   }
@@ -465,7 +527,7 @@ export async function runVirtual (argv: string[]): Promise<number> {
     const seconds = (performance.now() - startedMs) / 1000
     results.push(result)
     const q = result.queue
-    console.log(`seed ${options.seed}: ${options.nodes} nodes, ${q.accepted} accepted, ${q.completed} succeeded, ${q.failed} dead, ` +
+    console.log(`seed ${options.seed}: ${options.nodes} nodes (${result.membership.model} membership), ${options.tasks} tasks, ${q.accepted} accepted, ${q.completed} succeeded, ${q.failed} dead, ` +
       `${q.lost} lost, ${q.duplicated} duplicated, ${q.unexpected} unexpected, ${result.replicas.divergent} divergent; ` +
       `${result.faults.length} faults; ${result.events} events in ${seconds.toFixed(2)} s (${Math.round(result.events / seconds)} events/s), ${(result.virtualMs / 1000).toFixed(1)} s virtual`)
     if (result.violations.length > 0) {
