@@ -1,6 +1,7 @@
 // membership.ts: who is in the cluster and whether they are alive, from heartbeats and time.
 // A closed connection is only a hint (it makes a peer suspect at once); only silence past
 // deadAfterMs makes it dead, and only deadness past removeAfterMs takes it off the ring.
+import { vouchSorted } from './ring.js'
 import type { Heartbeat, Load, MemberState } from './types.js'
 
 export interface MembershipConfig {
@@ -36,11 +37,12 @@ export class Membership {
   #lastTickMs: number | null = null
   /**
    * Why the two caches: a cluster of N nodes forming makes N^2 membership changes and N^2
-   * ticks scan N members. Both are exact: ringMembers is kept sorted as members arrive, and
+   * ticks scan N members. Both are exact: ringMembers is kept sorted as members arrive (a new
+   * array each time, never changed after, so rings built from it keep it uncopied), and
    * no member can change state before quietUntilMs (transitions only move later on a
    * heartbeat; anything else that could bring one earlier resets it).
    */
-  #ringMembers: string[] | null = null
+  #ringMembers: readonly string[] | null = null
   #quietUntilMs = -Infinity
 
   constructor (config: MembershipConfig, selfHeartbeat: Heartbeat, atMs: number) {
@@ -148,7 +150,9 @@ export class Membership {
       if (sorted[middle]! < peerId) low = middle + 1
       else high = middle
     }
-    sorted.splice(low, 0, peerId)
+    const next = sorted.slice()
+    next.splice(low, 0, peerId)
+    this.#ringMembers = vouchSorted(next)
   }
 
   #onRing (member: Member, atMs: number): boolean {
@@ -157,13 +161,14 @@ export class Membership {
     return true
   }
 
-  ringMembers (): string[] {
+  /** Sorted; shared, so a caller that wants to change it must copy it. */
+  ringMembers (): readonly string[] {
     if (this.#ringMembers === null) {
       const members: string[] = []
       for (const member of this.members.values()) if (member.onRing) members.push(member.peerId)
-      this.#ringMembers = members.sort()
+      this.#ringMembers = vouchSorted(members.sort())
     }
-    return this.#ringMembers.slice()
+    return this.#ringMembers
   }
 
   isAlive (peerId: string): boolean {
