@@ -4,7 +4,7 @@
 // the fault rates (swarm testing). Phase 1 injects faults; phase 2 heals and every accepted
 // task must become terminal. Invariants are checked as it runs; a violation stops the run
 // with the command that replays it. Same seed, same JSON.
-import { Heap } from '../src/core/heap.js'
+import { Agenda } from './agenda.js'
 import { TaskmeshNode } from '../src/core/node.js'
 import type { CoreConfig } from '../src/core/node.js'
 import type { Effect, Input } from '../src/core/protocol.js'
@@ -31,6 +31,46 @@ export interface VirtualOptions {
   phaseMs: number
   /** Schedules (every / cron, catch-up all) created at the start of the load, deleted after healing; 0 = none. */
   schedules?: number
+  /** How membership is modelled (see membershipTimings); by default gossip up to GOSSIP_NODES_MAX nodes, scaled above. */
+  membership?: MembershipModel
+}
+
+/**
+ * gossip: the nodes' real timings; every node's heartbeat reaches every node every 500 ms, so
+ * the simulator's cost grows as N^2. scaled: a modelling choice for large N. The heartbeat
+ * interval and the failure detector's suspect and dead timeouts, and the anti-entropy period,
+ * are stretched by N / GOSSIP_NODES_MAX, so each node hears as many heartbeats per second as
+ * in a 50-node cluster and the cost grows as N. The price: failures take proportionally
+ * longer to detect (at 1,000 nodes a peer is suspect after 30 s of silence), so most crashes
+ * and partitions of phase 1 heal before anyone notices them, and the failure-detector paths
+ * are exercised less than at small N. Removal from the ring after death is not stretched.
+ */
+export type MembershipModel = 'gossip' | 'scaled'
+
+/** Above this many nodes the default model is scaled. */
+export const GOSSIP_NODES_MAX = 50
+
+export interface MembershipTimings {
+  model: MembershipModel
+  heartbeatMs: number
+  suspectAfterMs: number
+  deadAfterMs: number
+  removeAfterMs: number
+  syncIntervalMs: number
+  syncDelayMs: number
+}
+
+export function membershipTimings (nodes: number, model: MembershipModel = nodes > GOSSIP_NODES_MAX ? 'scaled' : 'gossip'): MembershipTimings {
+  const stretch = model === 'gossip' ? 1 : Math.max(1, nodes / GOSSIP_NODES_MAX)
+  return {
+    model,
+    heartbeatMs: Math.round(HEARTBEAT_MS * stretch),
+    suspectAfterMs: Math.round(1500 * stretch),
+    deadAfterMs: Math.round(3000 * stretch),
+    removeAfterMs: 10_000,
+    syncIntervalMs: Math.round(5000 * stretch),
+    syncDelayMs: 300
+  }
 }
 
 export interface Violation {
@@ -44,6 +84,7 @@ export interface Violation {
 export interface VirtualResult {
   seed: number
   options: VirtualOptions
+  membership: MembershipTimings
   rates: { lossRate: number, duplicateRate: number, delayMsMax: number, crashes: number, partitions: number, pauses: number, permanentLosses: number }
   virtualMs: number
   events: number
@@ -57,13 +98,13 @@ export interface VirtualResult {
 }
 
 type SimEvent =
-  | { atMs: number, seq: number, kind: 'input', node: number, incarnation: number, input: Input }
-  | { atMs: number, seq: number, kind: 'tick', node: number, incarnation: number }
-  | { atMs: number, seq: number, kind: 'wake', node: number, incarnation: number }
-  | { atMs: number, seq: number, kind: 'finish', node: number, incarnation: number, taskId: string, epoch: number, ok: boolean }
-  | { atMs: number, seq: number, kind: 'submit' }
-  | { atMs: number, seq: number, kind: 'command', id: string, command: 'cancel' }
-  | { atMs: number, seq: number, kind: 'fault', apply: () => void, label: string }
+  | { atMs: number, kind: 'input', node: number, input: Input }
+  | { atMs: number, kind: 'tick', node: number, incarnation: number }
+  | { atMs: number, kind: 'wake', node: number, incarnation: number }
+  | { atMs: number, kind: 'finish', node: number, incarnation: number, taskId: string, epoch: number, ok: boolean }
+  | { atMs: number, kind: 'submit' }
+  | { atMs: number, kind: 'command', id: string, command: 'cancel' }
+  | { atMs: number, kind: 'fault', apply: () => void, label: string }
 
 interface SimNode {
   id: string
@@ -80,6 +121,8 @@ interface SimNode {
 const HEARTBEAT_MS = 500
 const TICK_MS = 250
 const TRACE_MAX = 12
+/** How long a (re)started node listens before it joins: the runtime's default with --bootstrap. */
+const JOIN_GRACE_MS = 2000
 
 export function simulate (options: VirtualOptions): VirtualResult {
   const random = prng(options.seed)
@@ -97,12 +140,10 @@ export function simulate (options: VirtualOptions): VirtualResult {
     permanentLosses: options.faults ? Math.floor(between(0, options.replicas)) : 0 // fewer than R
   }
 
-  const queue = new Heap<SimEvent>((a, b) => a.atMs !== b.atMs ? a.atMs < b.atMs : a.seq < b.seq)
-  let seq = 0
+  const queue = new Agenda<SimEvent>()
   let nowMs = 0
   let events = 0
-  type Unsequenced = SimEvent extends infer E ? E extends SimEvent ? Omit<E, 'seq'> : never : never
-  const schedule = (event: Unsequenced): void => { queue.push({ ...event, seq: seq++ } as SimEvent) }
+  const schedule = (event: SimEvent): void => { queue.push(event.atMs, event) }
 
   const nodes: SimNode[] = Array.from({ length: options.nodes }, (_, index) => ({
     id: `n${String(index).padStart(4, '0')}`,
@@ -126,6 +167,10 @@ export function simulate (options: VirtualOptions): VirtualResult {
   const executions = new Map<string, number>()
   const executedEpochMax = new Map<string, number>()
   const terminalSeen = new Map<string, string>() // node|task → terminal state persisted
+  // Which nodes ever persisted each task, ascending. A node's core holds a record only after
+  // persisting it (or restoring it from its disk), so the merged view of a task needs only
+  // these nodes, not all N: judging the run stays linear in tasks.
+  const holders = new Map<string, number[]>()
   let totalExecutions = 0
   let nextTaskId = 0
   let nextRequestId = 1
@@ -144,11 +189,12 @@ export function simulate (options: VirtualOptions): VirtualResult {
     violations.push({ invariant, task, atMs: nowMs, detail, trace: task === null ? [] : [...(traces.get(task) ?? [])] })
   }
 
+  const timings = membershipTimings(options.nodes, options.membership)
   const config = (node: SimNode, joinGraceMs: number): CoreConfig => ({
-    selfId: node.id, replicas: options.replicas, capacity: 8, heartbeatMs: HEARTBEAT_MS,
-    suspectAfterMs: 1500, deadAfterMs: 3000, removeAfterMs: 10_000, submitTimeoutMs: 3000,
+    selfId: node.id, replicas: options.replicas, capacity: 8, heartbeatMs: timings.heartbeatMs,
+    suspectAfterMs: timings.suspectAfterMs, deadAfterMs: timings.deadAfterMs, removeAfterMs: timings.removeAfterMs, submitTimeoutMs: 3000,
     claimTimeoutMs: 2000, readTimeoutMs: 1000, claimRetryMs: 500, commitFallbackMs: 7000,
-    joinGraceMs, syncIntervalMs: 5000, syncDelayMs: 300, syncTimeoutMs: 2000,
+    joinGraceMs, syncIntervalMs: timings.syncIntervalMs, syncDelayMs: timings.syncDelayMs, syncTimeoutMs: 2000,
     api: '', addrs: [], types: ['work'], virtualPositions: options.policy === 'ring-1' ? 1 : 64, standIns: options.policy === 'stand-ins'
   })
 
@@ -166,13 +212,15 @@ export function simulate (options: VirtualOptions): VirtualResult {
     schedule({ atMs: nowMs + Math.floor(random() * TICK_MS), kind: 'tick', node: node.index, incarnation: node.incarnation })
   }
 
-  const send = (from: SimNode, to: SimNode, make: (atMs: number) => Input): void => {
-    if (to.status === 'lost' || blocked.has(`${from.id}|${to.id}`)) return
+  // One input object may go to many nodes (a heartbeat) or twice to one: deliver() stamps its
+  // time just before the step, and core keeps no input object, only what it carries.
+  const send = (from: SimNode, to: SimNode, input: Input): void => {
+    if (to.status === 'lost' || (blocked.size > 0 && blocked.has(`${from.id}|${to.id}`))) return
     if (random() < rates.lossRate) return
     const copies = random() < rates.duplicateRate ? 2 : 1
     for (let i = 0; i < copies; i++) {
       const atMs = nowMs + 1 + Math.floor(random() * rates.delayMsMax)
-      schedule({ atMs, kind: 'input', node: to.index, incarnation: -1, input: make(atMs) })
+      schedule({ atMs, kind: 'input', node: to.index, input })
     }
   }
 
@@ -192,9 +240,18 @@ export function simulate (options: VirtualOptions): VirtualResult {
     // `aborted` is internal (never shown): a minority may hold it while a claim won the task.
     if (before !== undefined && before !== record.state && before !== 'aborted') violate('2: terminal states are final', record.id, `${node.id} had ${before}, now ${record.state} (epoch ${record.epoch})`)
     if (isTerminal(record.state)) terminalSeen.set(key, record.state)
+    hold(record.id, node.index)
     trace(record.id, `${node.id} persist ${record.state} e${record.epoch} a${record.attempt}${record.committed ? ' c' : ''}`)
     if (options.bug === 'ack-without-persist' && record.state === 'queued' && record.coordinator !== node.id) return
     node.disk.set(record.id, entry)
+  }
+
+  const hold = (id: string, index: number): void => {
+    const indices = holders.get(id)
+    if (indices === undefined) { holders.set(id, [index]); return }
+    if (indices.includes(index)) return
+    indices.push(index)
+    for (let i = indices.length - 1; i > 0 && indices[i - 1]! > indices[i]!; i--) [indices[i - 1], indices[i]] = [indices[i]!, indices[i - 1]!]
   }
 
   const apply = (node: SimNode, effect: Effect): void => {
@@ -202,12 +259,14 @@ export function simulate (options: VirtualOptions): VirtualResult {
       case 'Persist': return
       case 'Send': {
         const to = byId.get(effect.to)
-        if (to !== undefined) send(node, to, atMs => ({ kind: 'MessageReceived', atMs, from: node.id, message: effect.message }))
+        if (to !== undefined) send(node, to, { kind: 'MessageReceived', atMs: 0, from: node.id, message: effect.message })
         return
       }
-      case 'PublishHeartbeat':
-        for (const other of nodes) if (other !== node) send(node, other, atMs => ({ kind: 'HeartbeatReceived', atMs, heartbeat: effect.heartbeat }))
+      case 'PublishHeartbeat': {
+        const input: Input = { kind: 'HeartbeatReceived', atMs: 0, heartbeat: effect.heartbeat }
+        for (const other of nodes) if (other !== node) send(node, other, input)
         return
+      }
       case 'Execute': {
         const { taskId, fencingToken } = effect.order
         executions.set(taskId, (executions.get(taskId) ?? 0) + 1)
@@ -254,11 +313,15 @@ export function simulate (options: VirtualOptions): VirtualResult {
   const deliver = (node: SimNode, input: Input): void => {
     if (node.status === 'paused') { node.held.push(input); return }
     if (node.status !== 'up') return
-    step(node, { ...input, atMs: nodeTime(node) } as Input)
+    input.atMs = nodeTime(node)
+    step(node, input)
   }
 
   // ---------------------------------------------------------------- the run
-  for (const node of nodes) start(node, 0)
+  // Scaled: the first nodes, too, wait 2 s to hear the cluster before they join (as a real node
+  // started with --bootstrap does), so each runs one anti-entropy round with all its peers
+  // instead of one with the few it heard at once and another soon after: N^2 messages fewer.
+  for (const node of nodes) start(node, timings.model === 'scaled' ? JOIN_GRACE_MS : 0)
   const specOf = (): TaskSpec => ({
     type: 'work', payload: null, priority: Math.floor(random() * 3), runAtMs: null, delayMs: random() < 0.1 ? Math.floor(random() * 2000) : null,
     maxAttempts: 3, backoff: { kind: 'fixed', delayMs: 100, delayMsMax: 100 }, timeoutMs: null, idempotencyKey: null, dependsOn: [], schedule: null
@@ -292,7 +355,7 @@ export function simulate (options: VirtualOptions): VirtualResult {
     const node = pick(nodes)
     const atMs = between(loadStartMs, healAtMs - 1000)
     fault(atMs, `crash ${node.id}`, () => { if (node.status === 'up' || node.status === 'paused') { node.status = 'down'; node.core = null } })
-    fault(Math.min(healAtMs, atMs + between(500, 8000)), `restart ${node.id}`, () => { if (node.status === 'down') start(node, 2000) })
+    fault(Math.min(healAtMs, atMs + between(500, 8000)), `restart ${node.id}`, () => { if (node.status === 'down') start(node, JOIN_GRACE_MS) })
   }
   for (let i = 0; i < rates.pauses; i++) {
     const node = pick(nodes)
@@ -314,7 +377,7 @@ export function simulate (options: VirtualOptions): VirtualResult {
     rates.lossRate = 0
     rates.duplicateRate = 0
     for (const node of nodes) {
-      if (node.status === 'down') start(node, 2000)
+      if (node.status === 'down') start(node, JOIN_GRACE_MS)
       if (node.status === 'paused') resume(node)
     }
   })
@@ -330,6 +393,18 @@ export function simulate (options: VirtualOptions): VirtualResult {
   let schedulesSubmitted = false
   const boundMs = healAtMs + 120_000
   let settledAtMs: number | null = null
+  // Accepted tasks before this index were terminal at some check. The check advances it, and
+  // only once it reaches the end checks them all again: settled at the same first check as a
+  // full scan every second would find, at a cost linear in tasks.
+  let settledBelow = 0
+  const allTerminal = (): boolean => {
+    const terminalNow = (id: string): boolean => isTerminal(mergedRecord(id)?.state ?? 'queued')
+    while (settledBelow < accepted.length && terminalNow(accepted[settledBelow]!)) settledBelow++
+    if (settledBelow < accepted.length) return false
+    const pending = accepted.findIndex(id => !terminalNow(id))
+    if (pending >= 0) settledBelow = pending
+    return pending < 0
+  }
   let nextCheckMs = healAtMs
   while (queue.size > 0 && violations.length === 0) {
     const event = queue.pop()!
@@ -391,7 +466,7 @@ export function simulate (options: VirtualOptions): VirtualResult {
     // Phase 2: once everything accepted is terminal, run on for quiescence (anti-entropy), then stop.
     if (nowMs >= nextCheckMs) {
       nextCheckMs = nowMs + 1000
-      if (settledAtMs === null && nowMs >= healAtMs && accepted.every(id => isTerminal(mergedRecord(id)?.state ?? 'queued')) &&
+      if (settledAtMs === null && nowMs >= healAtMs && allTerminal() &&
           [...schedulesMade.values()].every(made => made.deletedAtMs !== null) && occurrencesSettled()) settledAtMs = nowMs
       if (settledAtMs !== null && nowMs >= settledAtMs + 15_000) break
     }
@@ -411,8 +486,8 @@ export function simulate (options: VirtualOptions): VirtualResult {
 
   function mergedRecord (id: string): TaskRecord | null {
     let merged: TaskRecord | null = null
-    for (const node of nodes) {
-      const record = node.core?.record(id)
+    for (const index of holders.get(id) ?? []) {
+      const record = nodes[index]!.core?.record(id)
       if (record !== null && record !== undefined) merged = merged === null ? record : merge(merged, record)
     }
     return merged
@@ -475,15 +550,16 @@ export function simulate (options: VirtualOptions): VirtualResult {
     const id = replicaReport.divergentIds[0]!
     violate('6: replicas agree after healing and quiescence', id, replicaInput.get(id)!.map(copy => `${copy.node}: ${copy.version === null ? 'absent' : JSON.parse(copy.version).state}`).join(', '))
   }
-  return { seed: options.seed, options, rates, virtualMs: Math.round(nowMs), events, faults, queue: queueReport, replicas: replicaReport, violations, executions: totalExecutions, schedules: scheduleReport }
+  return { seed: options.seed, options, membership: timings, rates, virtualMs: Math.round(nowMs), events, faults, queue: queueReport, replicas: replicaReport, violations, executions: totalExecutions, schedules: scheduleReport }
 }
 
 // ------------------------------------------------------------------ CLI
 
-const USAGE = 'usage: taskmesh sim --virtual [--nodes 10] [--tasks 1000] [--replicas 3] [--seed N] [--no-faults] [--policy ring|ring-1|stand-ins] [--phase 30s] [--seeds N] [--schedules N] [--json FILE] [--bug ack-without-persist|accept-before-quorum]'
+const USAGE = 'usage: taskmesh sim --virtual [--nodes 10] [--tasks 1000] [--replicas 3] [--seed N] [--no-faults] [--policy ring|ring-1|stand-ins] [--membership gossip|scaled] [--phase 30s] [--seeds N] [--schedules N] [--json FILE] [--bug ack-without-persist|accept-before-quorum]'
 
 export function replayCommand (options: VirtualOptions): string {
   return `taskmesh sim --virtual --seed ${options.seed} --nodes ${options.nodes} --tasks ${options.tasks} --replicas ${options.replicas} --policy ${options.policy} --phase ${options.phaseMs}ms` +
+    (options.membership !== undefined ? ` --membership ${options.membership}` : '') +
     (options.faults ? '' : ' --no-faults') + (options.bug !== 'none' ? ` --bug ${options.bug}` : '') + ((options.schedules ?? 0) > 0 ? ` --schedules ${options.schedules!}` : '')
 }
 
@@ -502,7 +578,7 @@ export function parseVirtualOptions (argv: string[]): VirtualOptions & { seeds: 
     if (!Number.isInteger(parsed) || parsed < min || parsed > max) throw new Error(`--${name}: expected an integer in ${min}..${max}, got "${text}"\n${USAGE}`)
     return parsed
   }
-  const known = new Set(['--virtual', '--nodes', '--tasks', '--replicas', '--seed', '--no-faults', '--policy', '--phase', '--seeds', '--json', '--bug', '--schedules'])
+  const known = new Set(['--virtual', '--nodes', '--tasks', '--replicas', '--seed', '--no-faults', '--policy', '--phase', '--seeds', '--json', '--bug', '--schedules', '--membership'])
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!
     if (!arg.startsWith('--')) continue
@@ -512,6 +588,8 @@ export function parseVirtualOptions (argv: string[]): VirtualOptions & { seeds: 
   if (policy !== 'ring' && policy !== 'ring-1' && policy !== 'stand-ins') throw new Error(`--policy: expected ring, ring-1 or stand-ins\n${USAGE}`)
   const bug = value('bug') ?? 'none'
   if (bug !== 'none' && bug !== 'ack-without-persist' && bug !== 'accept-before-quorum') throw new Error(`--bug: unknown bug "${bug}"\n${USAGE}`)
+  const membership = value('membership')
+  if (membership !== undefined && membership !== 'gossip' && membership !== 'scaled') throw new Error(`--membership: expected gossip or scaled\n${USAGE}`)
   const phaseText = value('phase') ?? '30s'
   const phaseMatch = /^(\d+)(ms|s)?$/.exec(phaseText)
   if (phaseMatch === null) throw new Error(`--phase: expected a duration like 30s\n${USAGE}`)
@@ -525,6 +603,7 @@ export function parseVirtualOptions (argv: string[]): VirtualOptions & { seeds: 
     policy,
     bug,
     phaseMs: Math.max(6000, phaseMs),
+    ...(membership === undefined ? {} : { membership }),
     seeds: integer('seeds', 1, 1, 100_000),
     schedules: integer('schedules', 0, 0, 1000),
     json: value('json') ?? null
@@ -544,7 +623,7 @@ export async function runVirtual (argv: string[]): Promise<number> {
     const seconds = (performance.now() - startedMs) / 1000
     results.push(result)
     const q = result.queue
-    console.log(`seed ${options.seed}: ${options.nodes} nodes, ${q.accepted} accepted, ${q.completed} succeeded, ${q.failed} dead, ` +
+    console.log(`seed ${options.seed}: ${options.nodes} nodes (${result.membership.model} membership), ${options.tasks} tasks, ${q.accepted} accepted, ${q.completed} succeeded, ${q.failed} dead, ` +
       `${q.lost} lost, ${q.duplicated} duplicated, ${q.unexpected} unexpected, ${result.replicas.divergent} divergent; ` +
       (result.schedules.schedules > 0 ? `${result.schedules.expected} ticks expected, ${result.schedules.occurrences} occurrences, ${result.schedules.extra} extra, ${result.schedules.missed} missed; ` : '') +
       `${result.faults.length} faults; ${result.events} events in ${seconds.toFixed(2)} s (${Math.round(result.events / seconds)} events/s), ${(result.virtualMs / 1000).toFixed(1)} s virtual`)

@@ -82,6 +82,24 @@ test('same seed, same result: two runs give identical JSON', () => {
   assert.is(JSON.stringify(simulate(options)), JSON.stringify(simulate(options)))
 })
 
+test('scale: 200 nodes and 5,000 tasks take the scaled membership model and pass every check', () => {
+  const result = simulate({ ...base, nodes: 200, tasks: 5000, seed: 3 })
+  assert.is(result.membership.model, 'scaled', 'the default above 50 nodes')
+  assert.ok(result.membership.heartbeatMs > 500, 'heartbeats stretched')
+  assert.equal(result.violations, [], JSON.stringify(result.violations[0]))
+  assert.is(result.queue.accepted, 5000)
+  assert.is(result.queue.lost, 0)
+  assert.is(result.queue.duplicated, 0)
+  assert.is(result.replicas.tasks, 5000)
+  assert.is(result.replicas.divergent, 0)
+})
+
+test('small runs keep the gossip model; the scaled one is as deterministic', () => {
+  assert.is(simulate(base).membership.model, 'gossip')
+  const options: VirtualOptions = { ...base, seed: 7, faults: true, nodes: 60, tasks: 500, membership: 'scaled' }
+  assert.is(JSON.stringify(simulate(options)), JSON.stringify(simulate(options)))
+})
+
 test('the checkers catch a broken variant: replicas that ack without persisting lose tasks under crashes', () => {
   let caught = 0
   for (let seed = 1; seed <= 12 && caught === 0; seed++) {

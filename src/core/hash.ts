@@ -12,13 +12,25 @@ export function sha256Bytes (text: string): Uint8Array {
   return sha256(encoder.encode(text))
 }
 
+/**
+ * Positions already computed. Every replica, the coordinator and every ring build hash the same
+ * ids again; a pure function memoized, bounded (cleared when full), so results never depend on it.
+ */
+const POSITIONS_CACHED_MAX = 1 << 20
+const positions = new Map<string, number>()
+
 /** The top 52 bits of sha256(text) as an integer in [0, 2^52). */
 export function keyPosition (text: string): number {
+  let position = positions.get(text)
+  if (position !== undefined) return position
   const digest = sha256Bytes(text)
   // 6 whole bytes = 48 bits, then the high nibble of the 7th byte.
-  let position = 0
+  position = 0
   for (let i = 0; i < 6; i++) position = position * 256 + digest[i]!
-  return position * 16 + (digest[6]! >> 4)
+  position = position * 16 + (digest[6]! >> 4)
+  if (positions.size >= POSITIONS_CACHED_MAX) positions.clear()
+  positions.set(text, position)
+  return position
 }
 
 export function toHex (bytes: Uint8Array): string {

@@ -1,6 +1,7 @@
 // membership.ts: who is in the cluster and whether they are alive, from heartbeats and time.
 // A closed connection is only a hint (it makes a peer suspect at once); only silence past
 // deadAfterMs makes it dead, and only deadness past removeAfterMs takes it off the ring.
+import { vouchSorted } from './ring.js'
 import type { Heartbeat, Load, MemberState } from './types.js'
 
 export interface MembershipConfig {
@@ -34,6 +35,15 @@ export class Membership {
   readonly config: MembershipConfig
   readonly members = new Map<string, Member>()
   #lastTickMs: number | null = null
+  /**
+   * Why the two caches: a cluster of N nodes forming makes N^2 membership changes and N^2
+   * ticks scan N members. Both are exact: ringMembers is kept sorted as members arrive (a new
+   * array each time, never changed after, so rings built from it keep it uncopied), and
+   * no member can change state before quietUntilMs (transitions only move later on a
+   * heartbeat; anything else that could bring one earlier resets it).
+   */
+  #ringMembers: readonly string[] | null = null
+  #quietUntilMs = -Infinity
 
   constructor (config: MembershipConfig, selfHeartbeat: Heartbeat, atMs: number) {
     this.config = config
@@ -52,6 +62,8 @@ export class Membership {
     const state: MemberState = heartbeat.left ? 'left' : 'alive'
     if (existing === undefined) {
       this.members.set(heartbeat.peerId, { peerId: heartbeat.peerId, state, lastSeenMs: atMs, stateSinceMs: atMs, heartbeat, onRing: state !== 'left' })
+      this.#quietUntilMs = -Infinity
+      if (state !== 'left') this.#joinRingMembers(heartbeat.peerId)
       return { ring: state !== 'left', liveness: true }
     }
     // A heartbeat older than the newest seen (gossip reorders) must not revive state.
@@ -65,6 +77,7 @@ export class Membership {
     if (existing.state === state) return { ring: false, liveness: drainingChanged }
     existing.state = state
     existing.stateSinceMs = atMs
+    this.#quietUntilMs = -Infinity
     return { ring: this.#reevaluate(existing, atMs), liveness: true }
   }
 
@@ -78,6 +91,8 @@ export class Membership {
   onMentioned (peerId: string, atMs: number): MembershipChange {
     if (this.members.has(peerId)) return { ring: false, liveness: false }
     this.members.set(peerId, { peerId, state: 'suspect', lastSeenMs: atMs, stateSinceMs: atMs, heartbeat: null, onRing: true })
+    this.#quietUntilMs = -Infinity
+    this.#joinRingMembers(peerId)
     return { ring: true, liveness: true }
   }
 
@@ -87,6 +102,7 @@ export class Membership {
     if (member === undefined || member.state !== 'alive' || peerId === this.config.selfId) return { ring: false, liveness: false }
     member.state = 'suspect'
     member.stateSinceMs = atMs
+    this.#quietUntilMs = -Infinity
     return { ring: false, liveness: true }
   }
 
@@ -99,6 +115,8 @@ export class Membership {
     if (gapMs > this.config.suspectAfterMs) {
       for (const member of this.members.values()) if (member.state !== 'dead' && member.state !== 'left') member.lastSeenMs += gapMs
     }
+    if (atMs < this.#quietUntilMs) return change
+    let quietUntilMs = Infinity
     for (const member of this.members.values()) {
       if (member.peerId === this.config.selfId) continue
       const silentMs = atMs - member.lastSeenMs
@@ -113,8 +131,18 @@ export class Membership {
         change.liveness = true
       }
       if (this.#reevaluate(member, atMs)) change.ring = true
+      quietUntilMs = Math.min(quietUntilMs, this.#nextChangeMs(member))
     }
+    this.#quietUntilMs = quietUntilMs
     return change
+  }
+
+  /** The earliest time tick() could change this member, given no news of it. */
+  #nextChangeMs (member: Member): number {
+    if (member.state === 'alive') return member.lastSeenMs + this.config.suspectAfterMs
+    if (member.state === 'suspect') return member.lastSeenMs + this.config.deadAfterMs
+    if (member.state === 'dead' && member.onRing) return member.stateSinceMs + this.config.removeAfterMs
+    return Infinity
   }
 
   /** Recompute member.onRing; true when it changed. */
@@ -122,7 +150,24 @@ export class Membership {
     const onRing = this.#onRing(member, atMs)
     if (onRing === member.onRing) return false
     member.onRing = onRing
+    this.#ringMembers = null
     return true
+  }
+
+  /** Keep the sorted ring members current when one joins (the common change). */
+  #joinRingMembers (peerId: string): void {
+    const sorted = this.#ringMembers
+    if (sorted === null) return
+    let low = 0
+    let high = sorted.length
+    while (low < high) {
+      const middle = (low + high) >>> 1
+      if (sorted[middle]! < peerId) low = middle + 1
+      else high = middle
+    }
+    const next = sorted.slice()
+    next.splice(low, 0, peerId)
+    this.#ringMembers = vouchSorted(next)
   }
 
   #onRing (member: Member, atMs: number): boolean {
@@ -131,10 +176,14 @@ export class Membership {
     return true
   }
 
-  ringMembers (): string[] {
-    const members: string[] = []
-    for (const member of this.members.values()) if (member.onRing) members.push(member.peerId)
-    return members.sort()
+  /** Sorted; shared, so a caller that wants to change it must copy it. */
+  ringMembers (): readonly string[] {
+    if (this.#ringMembers === null) {
+      const members: string[] = []
+      for (const member of this.members.values()) if (member.onRing) members.push(member.peerId)
+      this.#ringMembers = vouchSorted(members.sort())
+    }
+    return this.#ringMembers
   }
 
   isAlive (peerId: string): boolean {
