@@ -1,4 +1,6 @@
 // heap.ts: a binary min-heap ordered by a comparison function. Used for timers and queues.
+// Why holes instead of swaps: the node pushes a timer or two per task and message, and a
+// destructuring swap allocates an array per level; moving the hole allocates nothing.
 export class Heap<T> {
   readonly #items: T[] = []
   readonly #less: (a: T, b: T) => boolean
@@ -13,14 +15,16 @@ export class Heap<T> {
 
   push (item: T): void {
     const items = this.#items
+    let hole = items.length
     items.push(item)
-    let i = items.length - 1
-    while (i > 0) {
-      const parent = (i - 1) >> 1
-      if (!this.#less(items[i]!, items[parent]!)) break
-      ;[items[i], items[parent]] = [items[parent]!, items[i]!]
-      i = parent
+    while (hole > 0) {
+      const parent = (hole - 1) >> 1
+      const above = items[parent]!
+      if (!this.#less(item, above)) break
+      items[hole] = above
+      hole = parent
     }
+    items[hole] = item
   }
 
   pop (): T | undefined {
@@ -28,20 +32,19 @@ export class Heap<T> {
     if (items.length === 0) return undefined
     const top = items[0]!
     const last = items.pop()!
-    if (items.length > 0) {
-      items[0] = last
-      let i = 0
-      for (;;) {
-        const left = 2 * i + 1
-        const right = left + 1
-        let smallest = i
-        if (left < items.length && this.#less(items[left]!, items[smallest]!)) smallest = left
-        if (right < items.length && this.#less(items[right]!, items[smallest]!)) smallest = right
-        if (smallest === i) break
-        ;[items[i], items[smallest]] = [items[smallest]!, items[i]!]
-        i = smallest
-      }
+    const length = items.length
+    if (length === 0) return top
+    let hole = 0
+    for (;;) {
+      const left = 2 * hole + 1
+      if (left >= length) break
+      const right = left + 1
+      const child = right < length && this.#less(items[right]!, items[left]!) ? right : left
+      if (!this.#less(items[child]!, last)) break
+      items[hole] = items[child]!
+      hole = child
     }
+    items[hole] = last
     return top
   }
 }

@@ -37,8 +37,9 @@ export class Membership {
   #lastTickMs: number | null = null
   /**
    * Why the two caches: a cluster of N nodes forming makes N^2 membership changes and N^2
-   * ticks scan N members. Both are exact: ringMembers is kept sorted as members arrive (a new
-   * array each time, never changed after, so rings built from it keep it uncopied), and
+   * ticks scan N members. Both are exact: ringMembers is sorted once per change of the ring
+   * that the node takes up (at most once per tick; a new array each time, never changed after,
+   * so rings built from it keep it uncopied), and
    * no member can change state before quietUntilMs (transitions only move later on a
    * heartbeat; anything else that could bring one earlier resets it).
    */
@@ -63,7 +64,7 @@ export class Membership {
     if (existing === undefined) {
       this.members.set(heartbeat.peerId, { peerId: heartbeat.peerId, state, lastSeenMs: atMs, stateSinceMs: atMs, heartbeat, onRing: state !== 'left' })
       this.#quietUntilMs = -Infinity
-      if (state !== 'left') this.#joinRingMembers(heartbeat.peerId)
+      if (state !== 'left') this.#ringMembers = null
       return { ring: state !== 'left', liveness: true }
     }
     // A heartbeat older than the newest seen (gossip reorders) must not revive state.
@@ -92,7 +93,7 @@ export class Membership {
     if (this.members.has(peerId)) return { ring: false, liveness: false }
     this.members.set(peerId, { peerId, state: 'suspect', lastSeenMs: atMs, stateSinceMs: atMs, heartbeat: null, onRing: true })
     this.#quietUntilMs = -Infinity
-    this.#joinRingMembers(peerId)
+    this.#ringMembers = null
     return { ring: true, liveness: true }
   }
 
@@ -152,22 +153,6 @@ export class Membership {
     member.onRing = onRing
     this.#ringMembers = null
     return true
-  }
-
-  /** Keep the sorted ring members current when one joins (the common change). */
-  #joinRingMembers (peerId: string): void {
-    const sorted = this.#ringMembers
-    if (sorted === null) return
-    let low = 0
-    let high = sorted.length
-    while (low < high) {
-      const middle = (low + high) >>> 1
-      if (sorted[middle]! < peerId) low = middle + 1
-      else high = middle
-    }
-    const next = sorted.slice()
-    next.splice(low, 0, peerId)
-    this.#ringMembers = vouchSorted(next)
   }
 
   #onRing (member: Member, atMs: number): boolean {

@@ -409,6 +409,7 @@ export class TaskmeshNode {
 
   #onTicked (): void {
     this.#onMembershipChange(this.#membership.tick(this.#nowMs))
+    if (this.#ringStale) this.#rebuildRing()
     if (this.#nowMs >= this.#nextHeartbeatAtMs) {
       this.#nextHeartbeatAtMs = this.#nowMs + this.config.heartbeatMs
       const heartbeat = this.#heartbeat()
@@ -443,18 +444,26 @@ export class TaskmeshNode {
 
   #onMembershipChange (change: { ring: boolean, liveness: boolean }): void {
     if (change.ring || change.liveness) this.#syncSoonAtMs ??= this.#nowMs + this.config.syncDelayMs
-    if (change.ring) {
-      const previous = this.#ring
-      this.#ring = buildRing(this.#membership.ringMembers(), this.#virtualPositions())
-      this.#sets.clear()
-      this.#hinted.clear()
-      this.#log('info', 'ring.changed', { members: this.#ring.members.length })
-      this.#handOff(previous)
-      this.#reconsiderAll()
-    } else if (change.liveness) {
+    // A ring change is taken up at the next tick, once for every change since: a forming cluster
+    // of N nodes makes N joins per node, and each rebuild hands off and reconsiders everything.
+    if (change.ring) this.#ringStale = true
+    if (change.liveness) {
       this.#retargetClaims()
       this.#reconsiderAll()
     }
+  }
+
+  #ringStale = false
+
+  #rebuildRing (): void {
+    this.#ringStale = false
+    const previous = this.#ring
+    this.#ring = buildRing(this.#membership.ringMembers(), this.#virtualPositions())
+    this.#sets.clear()
+    this.#hinted.clear()
+    this.#log('info', 'ring.changed', { members: this.#ring.members.length })
+    this.#handOff(previous)
+    this.#reconsiderAll()
   }
 
   #onSubmitRequested (requestId: number, items: Array<{ id: string, spec: TaskSpec }>): void {
@@ -1251,6 +1260,7 @@ export class TaskmeshNode {
   }
 
   #flushDecisions (): void {
+    if (this.#decisions.size === 0) return
     for (const [peer, { commit, abort }] of this.#decisions) {
       if (abort.length > 0) this.#emit({ kind: 'Send', to: peer, message: { kind: 'decide', ids: abort, commit: false } })
       if (commit.length > 0) this.#emit({ kind: 'Send', to: peer, message: { kind: 'decide', ids: commit, commit: true } })
