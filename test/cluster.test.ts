@@ -6,18 +6,14 @@ import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { PublicRecord } from '../src/api/present.js'
 import { writeSwarmKeyFile } from '../src/net/swarm-key.js'
-import { HANDLERS, rawRequest, spawnNode, stopNode, tempDir, until, untilFormed } from './support/processes.js'
+import { loopbackNodeArgs, rawRequest, spawnNode, stopNode, tempDir, until, untilFormed } from './support/processes.js'
 import type { NodeProcess } from './support/processes.js'
 
 let dir = ''
 let nodes: NodeProcess[] = []
 
 function startArgs (index: number, bootstrap: string[]): string[] {
-  return [
-    '--data', join(dir, `node-${index}`), '--api', '127.0.0.1:0', '--listen', '/ip4/127.0.0.1/tcp/0',
-    '--swarm-key', join(dir, 'swarm.key'), '--handlers', HANDLERS, '--allow-exec', '--log-level', 'warn',
-    '--submit-timeout', '2s', ...bootstrap.flatMap(addr => ['--bootstrap', addr])
-  ]
+  return loopbackNodeArgs(dir, index, bootstrap, ['--submit-timeout', '2s'])
 }
 
 test.before(async () => {

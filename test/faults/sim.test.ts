@@ -11,6 +11,21 @@ import { BIN, tempDir } from '../support/processes.js'
 
 const RUN_TIMEOUT_MS = 120_000
 
+/** Runs `taskmesh sim` with these arguments; it must exit 0. */
+async function runSim (args: string[]): Promise<{ stdout: string, stderr: string }> {
+  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', chunk => { stdout += String(chunk) })
+  child.stderr.on('data', chunk => { stderr += String(chunk) })
+  // A guard, not a measurement: a hung run is stopped (SIGINT: the simulator stops its nodes).
+  const guard = setTimeout(() => child.kill('SIGINT'), RUN_TIMEOUT_MS)
+  const code = await new Promise<number | null>(resolve => child.once('exit', resolve))
+  clearTimeout(guard)
+  assert.is(code, 0, `exit ${code}\nstdout:\n${stdout}\nstderr:\n${stderr}`)
+  return { stdout, stderr }
+}
+
 test('taskmesh sim: kill and restart a node under load, nothing lost, a full JSON report', async () => {
   const dir = await tempDir('sim')
   const jsonFile = join(dir, 'report.json')
@@ -19,16 +34,7 @@ test('taskmesh sim: kill and restart a node under load, nothing lost, a full JSO
     // 25 tasks/s spreads the 200 tasks over 8 s, so the kill at 3 s lands mid-run.
     const args = ['sim', '--nodes', '3', '--tasks', '200', '--rate', '25', '--duration', '100ms',
       '--faults', 'kill:2@3s,restart@8s', '--seed', '11', '--json', jsonFile, '--html', htmlFile]
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', chunk => { stdout += String(chunk) })
-    child.stderr.on('data', chunk => { stderr += String(chunk) })
-    // A guard, not a measurement: a hung run is stopped (SIGINT: the simulator stops its nodes).
-    const guard = setTimeout(() => child.kill('SIGINT'), RUN_TIMEOUT_MS)
-    const code = await new Promise<number | null>(resolve => child.once('exit', resolve))
-    clearTimeout(guard)
-    assert.is(code, 0, `exit ${code}\nstdout:\n${stdout}\nstderr:\n${stderr}`)
+    const { stdout, stderr } = await runSim(args)
 
     const report = JSON.parse(await readFile(jsonFile, 'utf8'))
     console.log(`    sim: accepted ${report.accepted}, completed ${report.completed}, lost ${report.lost}, duplicated ${report.duplicated}, ` +
@@ -80,15 +86,7 @@ test('taskmesh sim: a partition cuts the links in the transport; the minority si
   try {
     const args = ['sim', '--nodes', '3', '--tasks', '200', '--rate', '25', '--duration', '50ms',
       '--faults', 'partition:1|2,3@2s+4s', '--seed', '12', '--json', jsonFile]
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', chunk => { stdout += String(chunk) })
-    child.stderr.on('data', chunk => { stderr += String(chunk) })
-    const guard = setTimeout(() => child.kill('SIGINT'), RUN_TIMEOUT_MS)
-    const code = await new Promise<number | null>(resolve => child.once('exit', resolve))
-    clearTimeout(guard)
-    assert.is(code, 0, `exit ${code}\nstdout:\n${stdout}\nstderr:\n${stderr}`)
+    const { stdout } = await runSim(args)
     const report = JSON.parse(await readFile(jsonFile, 'utf8'))
     console.log(`    sim partition: accepted ${report.accepted}, completed ${report.completed}, lost ${report.lost}, duplicated ${report.duplicated}, refused ${report.submit.refused}`)
     assert.is(report.lost, 0)

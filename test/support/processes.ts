@@ -19,6 +19,15 @@ export async function tempDir (prefix: string): Promise<string> {
 /** Log lines kept per node process (the newest). */
 const OUTPUT_LINES_MAX = 20_000
 
+/** `taskmesh start` arguments of test node `index` in `dir` (its data folder, loopback, the swarm key there). */
+export function loopbackNodeArgs (dir: string, index: number, bootstrap: string[], extra: string[] = []): string[] {
+  return [
+    '--data', join(dir, `node-${index}`), '--api', '127.0.0.1:0', '--listen', '/ip4/127.0.0.1/tcp/0',
+    '--swarm-key', join(dir, 'swarm.key'), '--handlers', HANDLERS, '--allow-exec', '--log-level', 'warn',
+    ...extra, ...bootstrap.flatMap(addr => ['--bootstrap', addr])
+  ]
+}
+
 export interface NodeProcess {
   peerId: string
   api: string
