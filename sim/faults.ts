@@ -9,9 +9,12 @@
 //   restart:N@T             start node N again
 //   pause:N@T+D             SIGSTOP node N, SIGCONT it D later
 //   slow:N@T+D              pause and resume node N in a 100 ms duty cycle for D
-//   partition:A|B@T+D       groups of nodes such as 1|2,3,4,5 (every node in one group). There
-//                           is no netem here: modelled as a pause of every group but the
-//                           largest for D, and the timeline says so.
+//   partition:A|B@T+D       groups of nodes such as 1|2,3,4,5 (every node in one group); each
+//                           node drops every message of the other groups for D
+//   lag:N=L@T+D             node N's outgoing messages are delayed by L (e.g. 200ms) for D
+//   loss:N=P%@T+D           node N drops P percent of the messages it sends and receives for D
+// There is no netem on this kernel: partitions, lag and loss are done by a fault layer in each
+// node's runtime (started with --fault-injection).
 //   none                    no faults
 import { formatDurationMs, parseDurationMs } from '../src/core/duration.js'
 import { prng } from './prng.js'
@@ -22,12 +25,16 @@ export type Fault =
   | { kind: 'pause', node: number, atMs: number, forMs: number }
   | { kind: 'slow', node: number, atMs: number, forMs: number }
   | { kind: 'partition', groups: number[][], atMs: number, forMs: number }
+  | { kind: 'lag', node: number, delayMs: number, atMs: number, forMs: number }
+  | { kind: 'loss', node: number, percent: number, atMs: number, forMs: number }
 
 /** One thing the runner does at one time. */
 export type FaultStep =
   | { atMs: number, action: 'kill', node: number, fault: Fault }
   | { atMs: number, action: 'restart', node: number, fault: Fault }
   | { atMs: number, action: 'pause' | 'resume' | 'slow' | 'unslow', node: number, fault: Fault }
+  /** Start or end a lag or loss on one node. */
+  | { atMs: number, action: 'impair' | 'unimpair', node: number, fault: Extract<Fault, { kind: 'lag' | 'loss' }> }
   /** Start (cut) or end (mend) a partition: every node drops the messages of the other groups. */
   | { atMs: number, action: 'cut' | 'mend', node: -1, fault: Extract<Fault, { kind: 'partition' }> }
 
@@ -47,16 +54,19 @@ export const FAULT_LIMITS = {
   atMsMax: 24 * 3_600_000,
   forMsMax: 24 * 3_600_000,
   /** Period of a slow node's pause/resume cycle; it is stopped for half of each period. */
-  slowPeriodMs: 100
+  slowPeriodMs: 100,
+  lagMsMax: 60_000
 } as const
 
-const KINDS = ['kill', 'restart', 'pause', 'slow', 'partition'] as const
+const KINDS = ['kill', 'restart', 'pause', 'slow', 'partition', 'lag', 'loss'] as const
 const EXAMPLES: Record<(typeof KINDS)[number], string> = {
   kill: 'kill:N@T, e.g. kill:2@5s',
   restart: 'restart@T or restart:N@T, e.g. restart@15s',
   pause: 'pause:N@T+D, e.g. pause:1@20s+5s',
   slow: 'slow:N@T+D, e.g. slow:3@10s+5s',
-  partition: 'partition:A|B@T+D, e.g. partition:1|2,3,4,5@30s+10s'
+  partition: 'partition:A|B@T+D, e.g. partition:1|2,3,4,5@30s+10s',
+  lag: 'lag:N=L@T+D, e.g. lag:2=200ms@5s+10s',
+  loss: 'loss:N=P%@T+D, e.g. loss:2=10%@5s+10s'
 }
 
 /**
@@ -100,7 +110,7 @@ function parseItem (item: string, nodes: number): Fault {
   if (at < 0) throw new FaultScheduleError(item, `no time: write ${EXAMPLES[kind]}`)
   const head = item.slice(kind.length, at)
   const tail = item.slice(at + 1)
-  const wantsDuration = kind === 'pause' || kind === 'slow' || kind === 'partition'
+  const wantsDuration = kind !== 'kill' && kind !== 'restart'
   const plus = tail.indexOf('+')
   if (wantsDuration && plus < 0) throw new FaultScheduleError(item, `a ${kind} needs a duration: write ${EXAMPLES[kind]}`)
   if (!wantsDuration && plus >= 0) throw new FaultScheduleError(item, `a ${kind} takes no duration: write ${EXAMPLES[kind]}`)
@@ -113,6 +123,21 @@ function parseItem (item: string, nodes: number): Fault {
     return { kind, node: parseNode(item, head, nodes, kind), atMs }
   }
   if (kind === 'partition') return { kind, groups: parseGroups(item, head, nodes), atMs, forMs }
+  if (kind === 'lag' || kind === 'loss') {
+    const equals = head.indexOf('=')
+    if (equals < 0) throw new FaultScheduleError(item, `how much? write ${EXAMPLES[kind]}`)
+    const node = parseNode(item, head.slice(0, equals), nodes, kind)
+    const amount = head.slice(equals + 1)
+    if (kind === 'lag') {
+      const delayMs = parseTime(item, amount, 'duration', FAULT_LIMITS.lagMsMax)
+      if (delayMs === 0) throw new FaultScheduleError(item, 'the lag must be more than 0')
+      return { kind, node, delayMs, atMs, forMs }
+    }
+    const match = /^(\d{1,3}(?:\.\d+)?)%$/.exec(amount)
+    const percent = match === null ? NaN : Number(match[1])
+    if (!(percent > 0 && percent <= 100)) throw new FaultScheduleError(item, `'${amount}' is not a loss: write a percentage above 0 and at most 100, e.g. ${EXAMPLES.loss}`)
+    return { kind, node, percent, atMs, forMs }
+  }
   const node = parseNode(item, head, nodes, kind)
   if (kind === 'kill') return { kind, node, atMs }
   return { kind, node, atMs, forMs }
@@ -208,7 +233,9 @@ function checkSense (ordered: Array<{ item: string, fault: Fault }>): void {
         occupy(item, fault.node, fault.atMs, fault.atMs + fault.forMs)
         break
       case 'partition':
-        // A partition cuts links, not processes: its nodes may be killed or paused meanwhile.
+      case 'lag':
+      case 'loss':
+        // These impair links, not processes: their nodes may be killed or paused meanwhile.
         break
       default: unreachable(fault)
     }
@@ -228,6 +255,8 @@ export function formatFault (fault: Fault): string {
     case 'pause':
     case 'slow': return `${fault.kind}:${fault.node}@${at}+${formatDurationMs(fault.forMs)}`
     case 'partition': return `partition:${fault.groups.map(group => group.join(',')).join('|')}@${at}+${formatDurationMs(fault.forMs)}`
+    case 'lag': return `lag:${fault.node}=${formatDurationMs(fault.delayMs)}@${at}+${formatDurationMs(fault.forMs)}`
+    case 'loss': return `loss:${fault.node}=${fault.percent}%@${at}+${formatDurationMs(fault.forMs)}`
     default: return unreachable(fault)
   }
 }
@@ -362,11 +391,16 @@ export function faultSteps (faults: readonly Fault[]): FaultStep[] {
         push({ atMs: fault.atMs, action: 'cut', node: -1, fault })
         push({ atMs: fault.atMs + fault.forMs, action: 'mend', node: -1, fault })
         break
+      case 'lag':
+      case 'loss':
+        push({ atMs: fault.atMs, action: 'impair', node: fault.node, fault })
+        push({ atMs: fault.atMs + fault.forMs, action: 'unimpair', node: fault.node, fault })
+        break
       default: unreachable(fault)
     }
   }
   // Ends before beginnings at the same instant: a pause ending at T frees the node for a kill at T.
-  const rank = (step: FaultStep): number => step.action === 'resume' || step.action === 'unslow' || step.action === 'mend' ? 0 : 1
+  const rank = (step: FaultStep): number => step.action === 'resume' || step.action === 'unslow' || step.action === 'mend' || step.action === 'unimpair' ? 0 : 1
   return steps.sort((a, b) => a.atMs - b.atMs || rank(a) - rank(b) || a.order - b.order).map(({ order: _order, ...step }) => step)
 }
 

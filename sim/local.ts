@@ -292,6 +292,9 @@ class FaultInjector {
   readonly #windows: Array<FaultWindow & { open: boolean }> = []
   /** The partition in force (its groups), or null. */
   #partition: number[][] | null = null
+  /** Lagged nodes and their delay; lossy nodes and their loss. */
+  readonly #lagMs = new Map<number, number>()
+  readonly #lossPercent = new Map<number, number>()
 
   constructor (nodes: LocalNodes, startedAtMs: number, record: (kind: TimelineEntry['kind'], text: string) => void, signal: AbortSignal) {
     this.#nodes = nodes
@@ -340,8 +343,8 @@ class FaultInjector {
         this.#record('restart', `restart node ${node} from its data folder [${label}]`)
         const restartedAtMs = Date.now()
         const restart = this.#nodes.restart(node, RESTART_TIMEOUT_MS).then(() => {
-          // A node restarted inside a partition stays on its side of it.
-          if (this.#partition !== null) this.#cut(node)
+          // A node restarted inside a partition (or a lag or loss) keeps it.
+          if (this.#partition !== null || this.#lagMs.has(node) || this.#lossPercent.has(node)) this.#cut(node)
           this.#close(node, 'kill', Date.now() - this.#startedAtMs)
           this.#record('restart', `node ${node} is back and healthy, ${formatDurationMs(Date.now() - restartedAtMs)} after its restart`)
         }, (error: unknown) => {
@@ -376,6 +379,26 @@ class FaultInjector {
         for (const member of groups.flat()) this.#cut(member)
         return
       }
+      case 'impair': {
+        const impaired = step.fault
+        if (impaired.kind === 'lag') this.#lagMs.set(node, impaired.delayMs)
+        else this.#lossPercent.set(node, impaired.percent)
+        this.#open(label, impaired.kind, [node], atMs)
+        this.#record(impaired.kind, impaired.kind === 'lag'
+          ? `lag node ${node}: its messages leave ${formatDurationMs(impaired.delayMs)} late for ${formatDurationMs(impaired.forMs)} (userland fault layer) [${label}]`
+          : `loss on node ${node}: it drops ${impaired.percent}% of the messages it sends and receives for ${formatDurationMs(impaired.forMs)} (userland fault layer) [${label}]`)
+        this.#cut(node)
+        return
+      }
+      case 'unimpair': {
+        const impaired = step.fault
+        if (impaired.kind === 'lag') this.#lagMs.delete(node)
+        else this.#lossPercent.delete(node)
+        this.#close(node, impaired.kind, atMs)
+        this.#record('heal', `node ${node}: ${impaired.kind} over [${label}]`)
+        this.#cut(node)
+        return
+      }
       case 'slow': {
         const timer = setInterval(() => {
           this.#nodes.pause(node, true)
@@ -400,14 +423,18 @@ class FaultInjector {
     }
   }
 
-  /** Tell one node which peers to drop: those outside its group while a partition lasts, none after. */
+  /**
+   * Tell one node what its fault layer does now: drop the peers outside its group while a
+   * partition lasts, delay what it sends while lagged, drop a share while lossy; nothing after.
+   */
   #cut (member: number): void {
     const groups = this.#partition
     const own = groups?.find(group => group.includes(member)) ?? []
     const block = groups === null ? [] : groups.flat().filter(other => !own.includes(other)).map(other => this.#nodes.node(other).peerId).filter(peer => peer !== '')
+    const config = { block, delay: this.#lagMs.get(member) ?? 0, lossRate: (this.#lossPercent.get(member) ?? 0) / 100 }
     const api = this.#nodes.node(member).api
     if (api === '') return
-    fetch(`${api}/v1/debug/faults`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ block }), signal: AbortSignal.timeout(5000) })
+    fetch(`${api}/v1/debug/faults`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(config), signal: AbortSignal.timeout(5000) })
       .then(async response => { if (!response.ok) this.#record('error', `node ${member} refused the partition change: ${response.status} ${await response.text()}`) })
       .catch(() => { /* a killed or paused node: it is cut again when it restarts */ })
   }

@@ -32,7 +32,7 @@ export interface RunOptions {
 /** Something that happened, at ms since the workload started. */
 export interface TimelineEntry {
   atMs: number
-  kind: 'workload' | 'kill' | 'restart' | 'pause' | 'resume' | 'slow' | 'partition' | 'heal' | 'settle' | 'error'
+  kind: 'workload' | 'kill' | 'restart' | 'pause' | 'resume' | 'slow' | 'partition' | 'lag' | 'loss' | 'heal' | 'settle' | 'error'
   text: string
 }
 
@@ -40,7 +40,7 @@ export interface TimelineEntry {
 export interface FaultWindow {
   /** The fault as written, e.g. `kill:2@5s`. */
   label: string
-  kind: 'kill' | 'pause' | 'slow' | 'partition'
+  kind: 'kill' | 'pause' | 'slow' | 'partition' | 'lag' | 'loss'
   nodes: number[]
   /** Scheduled time the fault was injected. */
   fromMs: number
@@ -476,7 +476,7 @@ function escapeHtml (text: string): string {
   return text.replace(/[&<>"']/g, char => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[char]!)
 }
 
-const FAULT_COLOURS: Record<FaultWindow['kind'], string> = { kill: '#e4572e', pause: '#f3a712', slow: '#a8c686', partition: '#669bbc' }
+const FAULT_COLOURS: Record<FaultWindow['kind'], string> = { kill: '#e4572e', pause: '#f3a712', slow: '#a8c686', partition: '#669bbc', lag: '#b07bac', loss: '#8d6a9f' }
 
 interface Chart { width: number, height: number, left: number, right: number, top: number, bottom: number }
 

@@ -170,4 +170,33 @@ test('workload: durations and rates', () => {
   assert.is(sampleDurationMs({ kind: 'exp', meanMs: 200 }, again), sampleDurationMs({ kind: 'exp', meanMs: 200 }, prng(3)))
 })
 
+test('faults: lag and loss impair one node for a while, and print back as written', () => {
+  const faults = parseFaults('lag:2=200ms@5s+10s,loss:3=12.5%@6s+4s', 5)
+  assert.equal(faults, [
+    { kind: 'lag', node: 2, delayMs: 200, atMs: 5000, forMs: 10_000 },
+    { kind: 'loss', node: 3, percent: 12.5, atMs: 6000, forMs: 4000 }
+  ])
+  assert.is(formatFaults(faults), 'lag:2=200ms@5s+10s,loss:3=12.5%@6s+4s')
+  assert.equal(faultSteps(faults).map(step => [step.atMs, step.action, step.node]), [
+    [5000, 'impair', 2], [6000, 'impair', 3], [10_000, 'unimpair', 3], [15_000, 'unimpair', 2]
+  ])
+  for (const [text, message] of [
+    ['lag:2@5s+1s', 'how much?'],
+    ['lag:2=0@5s+1s', 'more than 0'],
+    ['loss:2=0%@5s+1s', 'not a loss'],
+    ['loss:2=150%@5s+1s', 'not a loss'],
+    ['loss:2=10@5s+1s', 'not a loss'],
+    ['lag:9=10ms@5s+1s', 'node 9 does not exist'],
+    ['loss:2=10%@5s', 'needs a duration']
+  ]) {
+    try {
+      parseFaults(text!, 5)
+      assert.unreachable(`${text} parsed`)
+    } catch (error) {
+      assert.instance(error, FaultScheduleError, text)
+      assert.match((error as Error).message, message!, `${text}: ${(error as Error).message}`)
+    }
+  }
+})
+
 test.run()

@@ -253,7 +253,9 @@ const COMMANDS: Record<string, Command> = {
         '  kill:N@T            SIGKILL node N            restart@T       start every killed node again',
         '  restart:N@T         start node N again        pause:N@T+D     SIGSTOP node N for D',
         '  slow:N@T+D          stop node N 50 ms of every 100 ms for D',
-        '  partition:A|B@T+D   e.g. 1|2,3,4,5: no netem here, so the smaller side is paused for D',
+        '  partition:A|B@T+D   e.g. 1|2,3,4,5: each node drops the other groups\' messages for D',
+        '  lag:N=L@T+D         node N\'s messages leave L late (e.g. lag:2=200ms@5s+10s)',
+        '  loss:N=P%@T+D       node N drops P% of its messages in and out (e.g. loss:2=10%@5s+10s)',
         '  e.g. kill:2@5s,restart@15s,pause:1@20s+5s,partition:1|2,3,4,5@30s+10s; random or random:N',
         '  draws N (3) faults from --seed.'
       ].join('\n'),
