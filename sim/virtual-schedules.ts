@@ -29,12 +29,12 @@ export interface ScheduleRunReport {
 }
 
 export function judgeSchedules (
-  schedules: Array<{ id: string, record: TaskRecord | null, deletedAtMs: number | null }>,
+  schedules: Array<{ id: string, record: TaskRecord | null, owesTicks: boolean, deletedAtMs: number | null }>,
   occurrenceIds: string[],
   healAtMs: number
 ): ScheduleRunReport {
   const report: ScheduleRunReport = { schedules: schedules.length, expected: 0, occurrences: 0, extra: 0, missed: 0, problems: [] }
-  for (const { id, record, deletedAtMs } of schedules) {
+  for (const { id, record, owesTicks, deletedAtMs } of schedules) {
     const ticks = occurrenceIds.filter(occurrence => occurrence.startsWith(`${id}@`)).map(occurrence => Date.parse(occurrence.slice(id.length + 1)))
     report.occurrences += ticks.length
     const spec = record?.schedule ?? null
@@ -49,7 +49,7 @@ export function judgeSchedules (
     const end = (deletedAtMs ?? healAtMs) + SKEW_MS
     for (let tick = nextTick(spec, record.runAtMs, record.runAtMs); tick !== null && tick <= end; tick = nextTick(spec, record.runAtMs, tick)) {
       possible.add(tick)
-      if (tick <= healAtMs) expected.push(tick)
+      if (tick <= healAtMs && owesTicks) expected.push(tick)
     }
     const extra = ticks.filter(tick => !possible.has(tick))
     const { missed } = checkSchedule({ expected, actual: ticks, toleranceMs: 0 })

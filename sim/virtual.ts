@@ -85,7 +85,7 @@ export interface VirtualResult {
   seed: number
   options: VirtualOptions
   membership: MembershipTimings
-  rates: { lossRate: number, duplicateRate: number, delayMsMax: number, crashes: number, partitions: number, pauses: number, permanentLosses: number }
+  rates: { lossRate: number, duplicateRate: number, delayMsMax: number, crashes: number, partitions: number, pauses: number, permanentLosses: number, tornCrashes: number, swizzles: number }
   virtualMs: number
   events: number
   faults: string[]
@@ -116,6 +116,8 @@ interface SimNode {
   skewMs: number
   held: Input[]
   lastAtMs: number
+  /** Crash during the next step's write: keep a random prefix of its writes, tear the next, send nothing. */
+  crashMidWrite: boolean
 }
 
 const HEARTBEAT_MS = 500
@@ -137,7 +139,16 @@ export function simulate (options: VirtualOptions): VirtualResult {
     crashes: options.faults ? Math.floor(between(0, 4)) : 0,
     partitions: options.faults ? Math.floor(between(0, 3)) : 0,
     pauses: options.faults ? Math.floor(between(0, 3)) : 0,
-    permanentLosses: options.faults ? Math.floor(between(0, options.replicas)) : 0 // fewer than R
+    permanentLosses: options.faults ? Math.floor(between(0, options.replicas)) : 0, // fewer than R
+    tornCrashes: 0,
+    swizzles: 0
+  }
+  // Faults added later draw from their own stream, so the draws above stay those of each seed.
+  const random2 = prng((options.seed ^ 0x2f6b1) >>> 0)
+  const between2 = (low: number, high: number): number => low + random2() * (high - low)
+  if (options.faults) {
+    rates.tornCrashes = Math.floor(between2(0, 3))
+    rates.swizzles = Math.floor(between2(0, 3))
   }
 
   const queue = new Agenda<SimEvent>()
@@ -154,10 +165,13 @@ export function simulate (options: VirtualOptions): VirtualResult {
     disk: new Map(),
     skewMs: Math.round(between(-200, 200)),
     held: [],
-    lastAtMs: 0
+    lastAtMs: 0,
+    crashMidWrite: false
   }))
   const byId = new Map(nodes.map(node => [node.id, node]))
   const blocked = new Set<string>() // "a|b" pairs that cannot talk
+  /** Clogged links ("a|b"): their messages wait, and go out when the link unclogs (swizzle-clog). */
+  const clogged = new Map<string, Array<{ to: SimNode, input: Input }>>()
   const faults: string[] = []
   const violations: Violation[] = []
   const traces = new Map<string, string[]>()
@@ -216,6 +230,10 @@ export function simulate (options: VirtualOptions): VirtualResult {
   // time just before the step, and core keeps no input object, only what it carries.
   const send = (from: SimNode, to: SimNode, input: Input): void => {
     if (to.status === 'lost' || (blocked.size > 0 && blocked.has(`${from.id}|${to.id}`))) return
+    if (clogged.size > 0) {
+      const waiting = clogged.get(`${from.id}|${to.id}`)
+      if (waiting !== undefined) { waiting.push({ to, input }); return }
+    }
     if (random() < rates.lossRate) return
     const copies = random() < rates.duplicateRate ? 2 : 1
     for (let i = 0; i < copies; i++) {
@@ -228,6 +246,19 @@ export function simulate (options: VirtualOptions): VirtualResult {
     const core = node.core!
     core.step(input)
     const effects = core.drain()
+    const writes = node.crashMidWrite ? effects.flatMap(effect => effect.kind === 'Persist' ? [effect.entry] : []) : []
+    if (writes.length > 0) {
+      // The process dies while the step's batch is being written: a prefix reaches the disk,
+      // the next write is torn (its checksum fails on restore, so it is absent) and the rest
+      // is lost. No message, reply or execution of the step ever leaves.
+      node.crashMidWrite = false
+      const kept = Math.floor(random2() * (writes.length + 1))
+      for (const entry of writes.slice(0, kept)) persist(node, entry)
+      faults.push(`${Math.round(nowMs)}ms crash ${node.id} mid-write: ${kept} of ${writes.length} writes kept${kept < writes.length ? ', the next torn' : ''}`)
+      node.status = 'down'
+      node.core = null
+      return
+    }
     // The runtime's contract: every Persist of a step is durable before its sends go out.
     for (const effect of effects) if (effect.kind === 'Persist') persist(node, effect.entry)
     for (const effect of effects) apply(node, effect)
@@ -357,6 +388,46 @@ export function simulate (options: VirtualOptions): VirtualResult {
     fault(atMs, `crash ${node.id}`, () => { if (node.status === 'up' || node.status === 'paused') { node.status = 'down'; node.core = null } })
     fault(Math.min(healAtMs, atMs + between(500, 8000)), `restart ${node.id}`, () => { if (node.status === 'down') start(node, JOIN_GRACE_MS) })
   }
+  for (let i = 0; i < rates.tornCrashes; i++) {
+    const node = nodes[Math.floor(random2() * nodes.length)]!
+    const atMs = between2(loadStartMs, healAtMs - 1000)
+    fault(atMs, `crash ${node.id} at its next write`, () => { if (node.status === 'up') node.crashMidWrite = true })
+    fault(Math.min(healAtMs, atMs + between2(500, 6000)), `restart ${node.id}`, () => { node.crashMidWrite = false; if (node.status === 'down') start(node, JOIN_GRACE_MS) })
+  }
+  for (let i = 0; i < rates.swizzles; i++) {
+    // Swizzle-clog (FoundationDB): clog a node's links one by one, then unclog them in another
+    // order; messages on a clogged link wait rather than vanish, and arrive late and reordered.
+    const node = nodes[Math.floor(random2() * nodes.length)]!
+    const others = nodes.filter(other => other !== node)
+    const order = others.map(other => ({ other, key: random2() })).sort((a, b) => a.key - b.key).map(entry => entry.other)
+    const unclogOrder = others.map(other => ({ other, key: random2() })).sort((a, b) => a.key - b.key).map(entry => entry.other)
+    const startMs = between2(loadStartMs, healAtMs - 6000)
+    const stepMs = between2(50, 400)
+    const holdMs = between2(500, 4000)
+    fault(startMs, `swizzle-clog ${node.id}: clog its ${others.length} links one every ${Math.round(stepMs)} ms`, () => {})
+    order.forEach((other, i) => {
+      fault(startMs + i * stepMs, '', () => {
+        clogged.set(`${node.id}|${other.id}`, clogged.get(`${node.id}|${other.id}`) ?? [])
+        clogged.set(`${other.id}|${node.id}`, clogged.get(`${other.id}|${node.id}`) ?? [])
+      })
+    })
+    const unclogFromMs = startMs + others.length * stepMs + holdMs
+    unclogOrder.forEach((other, i) => {
+      fault(Math.min(healAtMs, unclogFromMs + i * stepMs), i === unclogOrder.length - 1 ? `swizzle-clog ${node.id}: every link unclogged` : '', () => {
+        unclog(`${node.id}|${other.id}`)
+        unclog(`${other.id}|${node.id}`)
+      })
+    })
+  }
+  function unclog (link: string): void {
+    const waiting = clogged.get(link)
+    if (waiting === undefined) return
+    clogged.delete(link)
+    for (const { to, input } of waiting) {
+      if (to.status === 'lost') continue
+      schedule({ atMs: nowMs + 1 + Math.floor(random2() * Math.max(1, rates.delayMsMax)), kind: 'input', node: to.index, input })
+    }
+  }
   for (let i = 0; i < rates.pauses; i++) {
     const node = pick(nodes)
     const atMs = between(loadStartMs, healAtMs - 1000)
@@ -374,6 +445,7 @@ export function simulate (options: VirtualOptions): VirtualResult {
   // Phase 2: heal everything and stop losing messages.
   fault(healAtMs, 'heal all', () => {
     blocked.clear()
+    for (const link of [...clogged.keys()]) unclog(link)
     rates.lossRate = 0
     rates.duplicateRate = 0
     for (const node of nodes) {
@@ -442,7 +514,7 @@ export function simulate (options: VirtualOptions): VirtualResult {
         break
       }
       case 'fault':
-        faults.push(`${Math.round(nowMs)}ms ${event.label}`)
+        if (event.label !== '') faults.push(`${Math.round(nowMs)}ms ${event.label}`)
         event.apply()
         break
       case 'command': {
@@ -503,8 +575,14 @@ export function simulate (options: VirtualOptions): VirtualResult {
     submitted.add(id)
     if (mergedRecord(id)?.committed === true) accepted.push(id)
   }
-  // A schedule whose create was refused (503) owes no ticks; its occurrences would be extra.
-  const scheduleReport = judgeSchedules([...schedulesMade].map(([id, made]) => ({ id, record: accepted.includes(id) ? mergedRecord(id) : null, deletedAtMs: made.deletedAtMs })), [...occurrences], healAtMs)
+  // A schedule whose create was refused (503) owes no ticks and must fire none; one whose
+  // outcome was unknown (500) may exist: it is judged by its record but owes no ticks.
+  const scheduleReport = judgeSchedules([...schedulesMade].map(([id, made]) => ({
+    id,
+    record: refused.includes(id) ? null : mergedRecord(id),
+    owesTicks: accepted.includes(id),
+    deletedAtMs: made.deletedAtMs
+  })), [...occurrences], healAtMs)
   if (violations.length === 0) {
     for (const problem of scheduleReport.problems.slice(0, 1)) violate('3: each occurrence exists at most once, and exactly once while the cluster is up', problem.schedule, problem.detail)
   }

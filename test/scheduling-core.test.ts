@@ -181,14 +181,17 @@ test('a schedule fires each tick exactly once while its owner crashes (catch-up 
     finishAll(h, finished)
   }
   const endAt = h.nowMs
+  // The last tick's occurrence may still be on its way (a dead replica: a hint holds its copy first).
+  h.advance(1000, 20)
+  finishAll(h, finished)
   assert.ok(tickOwner() !== owner)
   const runs = h.executions.map(execution => execution.order.taskId).filter(id => id.startsWith('sched@'))
   assert.is(new Set(runs).size, runs.length, 'no occurrence ran twice')
   const expected = Array.from({ length: Math.floor((endAt - createdAt) / 1000) }, (_, k) => createdAt + (k + 1) * 1000)
-  const ran = runs.map(id => Date.parse(id.slice('sched@'.length)))
+  const ran = runs.map(id => Date.parse(id.slice('sched@'.length))).filter(tick => tick <= endAt)
   const report = checkSchedule({ expected, actual: ran, toleranceMs: 0 })
   assert.is(report.extra.length, 0, 'no extra occurrence')
-  assert.is(report.missed.length, 0, 'no missed occurrence (catch-up all fires the ticks of the failover window)')
+  assert.is(report.missed.length, 0, `no missed occurrence (catch-up all fires the ticks of the failover window): missed ${report.missed.map(tick => tick - createdAt).join(',')}; ran ${ran.map(tick => tick - createdAt).join(',')}`)
   assert.is(occurrenceId('sched', createdAt + 1000), runs[0])
 })
 

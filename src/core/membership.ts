@@ -63,6 +63,7 @@ export class Membership {
     const state: MemberState = heartbeat.left ? 'left' : 'alive'
     if (existing === undefined) {
       this.members.set(heartbeat.peerId, { peerId: heartbeat.peerId, state, lastSeenMs: atMs, stateSinceMs: atMs, heartbeat, onRing: state !== 'left' })
+      this.#aliveCount = null
       this.#quietUntilMs = -Infinity
       if (state !== 'left') this.#ringMembers = null
       return { ring: state !== 'left', liveness: true }
@@ -77,6 +78,7 @@ export class Membership {
     existing.lastSeenMs = atMs
     if (existing.state === state) return { ring: false, liveness: drainingChanged }
     existing.state = state
+    this.#aliveCount = null
     existing.stateSinceMs = atMs
     this.#quietUntilMs = -Infinity
     return { ring: this.#reevaluate(existing, atMs), liveness: true }
@@ -92,6 +94,7 @@ export class Membership {
   onMentioned (peerId: string, atMs: number): MembershipChange {
     if (this.members.has(peerId)) return { ring: false, liveness: false }
     this.members.set(peerId, { peerId, state: 'suspect', lastSeenMs: atMs, stateSinceMs: atMs, heartbeat: null, onRing: true })
+    this.#aliveCount = null
     this.#quietUntilMs = -Infinity
     this.#ringMembers = null
     return { ring: true, liveness: true }
@@ -102,6 +105,7 @@ export class Membership {
     const member = this.members.get(peerId)
     if (member === undefined || member.state !== 'alive' || peerId === this.config.selfId) return { ring: false, liveness: false }
     member.state = 'suspect'
+    this.#aliveCount = null
     member.stateSinceMs = atMs
     this.#quietUntilMs = -Infinity
     return { ring: false, liveness: true }
@@ -123,11 +127,13 @@ export class Membership {
       const silentMs = atMs - member.lastSeenMs
       if (member.state === 'alive' && silentMs >= this.config.suspectAfterMs) {
         member.state = 'suspect'
+        this.#aliveCount = null
         member.stateSinceMs = atMs
         change.liveness = true
       }
       if (member.state === 'suspect' && silentMs >= this.config.deadAfterMs) {
         member.state = 'dead'
+        this.#aliveCount = null
         member.stateSinceMs = atMs
         change.liveness = true
       }
@@ -178,6 +184,18 @@ export class Membership {
   state (peerId: string): MemberState | undefined {
     return this.members.get(peerId)?.state
   }
+
+  /** How many members (self included) are alive; counted on demand, cached until a change. */
+  aliveCount (): number {
+    if (this.#aliveCount === null) {
+      let count = 0
+      for (const member of this.members.values()) if (member.state === 'alive') count++
+      this.#aliveCount = count
+    }
+    return this.#aliveCount
+  }
+
+  #aliveCount: number | null = null
 
   aliveMembers (): string[] {
     const alive: string[] = []

@@ -92,6 +92,7 @@ type Timer =
   | { atMs: number, kind: 'writeDeadline', rid: number }
   | { atMs: number, kind: 'abortDeadline', rid: number }
   | { atMs: number, kind: 'replicate', rid: number }
+  | { atMs: number, kind: 'submitCopies', rid: number }
   | { atMs: number, kind: 'readDeadline', rid: number }
   | { atMs: number, kind: 'listDeadline', rid: number }
   | { atMs: number, kind: 'storeDeadline', rid: number }
@@ -108,10 +109,19 @@ interface PendingSubmit {
   accepted: boolean
   /** Another coordinator's create of the same id, seen at a replica: the same task. */
   conflict: TaskRecord | null
+  /** Live members past the replica set asked to hold a copy while a replica is silent. */
+  hinted: Set<string>
+  /** A submitCopies timer is armed. */
+  copiesArmed: boolean
 }
 
 /** After a submit is accepted, replicas that have not acked it by then get it again. */
 const REPLICATE_AFTER_MS = 500
+/**
+ * A submit with its write quorum but fewer copies than R (a replica is silent) waits this long
+ * for it, then asks the live members just past the replica set to hold the missing copies.
+ */
+const HINT_AFTER_MS = 150
 
 /** A coordinator's attempt to abort a submit that missed its quorum: itself a fenced quorum write. */
 interface PendingAbort {
@@ -550,7 +560,7 @@ export class TaskmeshNode {
     const replicas = this.replicaSetOf(id)
     const record = newRecord({ id, spec, atMs: this.#nowMs, coordinator: this.config.selfId, replicas, scheduleId, generation })
     const rid = this.#nextRid++
-    this.#submits.set(rid, { requestId, index, record, replicas, needed: writeQuorum(replicas.length), acks: new Set(), nacks: new Set(), accepted: false, conflict: null })
+    this.#submits.set(rid, { requestId, index, record, replicas, needed: writeQuorum(replicas.length), acks: new Set(), nacks: new Set(), accepted: false, conflict: null, hinted: new Set(), copiesArmed: false })
     this.#submitIds.add(id)
     this.#addTimer({ atMs: this.#nowMs + this.config.submitTimeoutMs, kind: 'submitDeadline', rid })
     for (const peer of replicas) this.#deliver(peer, { kind: 'store', rid, record })
@@ -801,21 +811,67 @@ export class TaskmeshNode {
       if (submit.acks.size + submit.nacks.size >= submit.replicas.length) this.#submits.delete(message.rid)
       return
     }
-    if (submit.acks.size >= submit.needed) {
-      // Accepted. Every replica should have it soon (the task survives R - 1 losses only then):
-      // keep watching the acks for a moment, and resend to the replicas that stay silent.
-      submit.accepted = true
-      if (submit.acks.size + submit.nacks.size >= submit.replicas.length) this.#submits.delete(message.rid)
-      else this.#addTimer({ atMs: this.#nowMs + REPLICATE_AFTER_MS, kind: 'replicate', rid: message.rid })
-      this.#submitIds.delete(submit.record.id)
-      this.#stats.submitsAccepted++
-      this.#remember(submit.record.id, true)
-      for (const peer of submit.replicas) this.#decide(peer, submit.record.id, true)
-      const record: TaskRecord = { ...submit.record, committed: true }
-      this.#announce(record, record.state as TaskState, this.config.selfId)
-      this.#settleSubmit(submit, { ok: true, created: true, record })
-    } else if (submit.nacks.size > submit.replicas.length - submit.needed) {
+    if (this.#maybeAcceptSubmit(message.rid, submit)) return
+    if (submit.replicas.filter(peer => submit.nacks.has(peer)).length > submit.replicas.length - submit.needed) {
       this.#failSubmit(message.rid, submit, 'replicas refused the write')
+    }
+  }
+
+  /**
+   * Accepted means durable: a submit is accepted once a majority of its replica set holds it
+   * AND as many copies exist as there are replicas (R, or fewer when fewer members are alive),
+   * so that it survives the loss of R - 1 of them at once. A replica that crashed a moment ago
+   * (not yet suspected) would otherwise leave the task on W nodes only; its copy then goes to
+   * the next live member past the set (a hint) before the answer.
+   */
+  #maybeAcceptSubmit (rid: number, submit: PendingSubmit): boolean {
+    const setAcks = submit.replicas.filter(peer => submit.acks.has(peer)).length
+    if (setAcks < submit.needed) return false
+    const wanted = Math.min(submit.replicas.length, this.#membership.aliveCount())
+    if (submit.acks.size < wanted) {
+      if (!submit.copiesArmed) {
+        submit.copiesArmed = true
+        this.#addTimer({ atMs: this.#nowMs + HINT_AFTER_MS, kind: 'submitCopies', rid })
+      }
+      return false
+    }
+    // Accepted. Every replica should have it soon: keep watching the acks for a moment, and
+    // resend to the replicas that stay silent.
+    submit.accepted = true
+    if (submit.acks.size + submit.nacks.size >= submit.replicas.length + submit.hinted.size) this.#submits.delete(rid)
+    else this.#addTimer({ atMs: this.#nowMs + REPLICATE_AFTER_MS, kind: 'replicate', rid })
+    this.#submitIds.delete(submit.record.id)
+    this.#stats.submitsAccepted++
+    this.#remember(submit.record.id, true)
+    for (const peer of submit.replicas) this.#decide(peer, submit.record.id, true)
+    for (const peer of submit.hinted) if (submit.acks.has(peer)) this.#decide(peer, submit.record.id, true)
+    const record: TaskRecord = { ...submit.record, committed: true }
+    this.#announce(record, record.state as TaskState, this.config.selfId)
+    this.#settleSubmit(submit, { ok: true, created: true, record })
+    return true
+  }
+
+  /** Still short of copies: ask the next live members past the replica set, then look again. */
+  #askForCopies (rid: number): void {
+    const submit = this.#submits.get(rid)
+    if (submit === undefined || submit.accepted) return
+    submit.copiesArmed = false
+    if (this.#maybeAcceptSubmit(rid, submit)) return
+    const wanted = Math.min(submit.replicas.length, this.#membership.aliveCount())
+    let short = wanted - submit.acks.size - [...submit.hinted].filter(peer => !submit.acks.has(peer) && !submit.nacks.has(peer)).length
+    if (short > 0) {
+      const extended = replicaSetAt(this.#ring, this.#position(submit.record.id), submit.replicas.length + submit.hinted.size + short + 2)
+      for (const peer of extended) {
+        if (short === 0) break
+        if (submit.replicas.includes(peer) || submit.hinted.has(peer) || !this.#membership.isAlive(peer)) continue
+        submit.hinted.add(peer)
+        short--
+        this.#deliver(peer, { kind: 'store', rid, record: submit.record })
+      }
+    }
+    if (!submit.copiesArmed) {
+      submit.copiesArmed = true
+      this.#addTimer({ atMs: this.#nowMs + HINT_AFTER_MS, kind: 'submitCopies', rid })
     }
   }
 
@@ -1833,6 +1889,7 @@ export class TaskmeshNode {
           this.#dueTimers.delete(`${timer.id}@${timer.atMs}`)
           this.#onDue(timer.id)
           break
+        case 'submitCopies': this.#askForCopies(timer.rid); break
         case 'replicate': {
           const submit = this.#submits.get(timer.rid)
           this.#submits.delete(timer.rid)
