@@ -513,43 +513,38 @@ export class TaskmeshNode {
     }
     const parents = [...new Set(spec.dependsOn)]
     const reads = reusable ? [id, ...parents] : parents
-    const found = new Map<string, TaskRecord | null>()
     this.#submitIds.add(id)
-    for (const readId of reads) {
-      this.#readRecord(readId, record => {
-        found.set(readId, record)
-        if (found.size < reads.length) return
-        this.#submitIds.delete(id)
-        const existing = reusable ? found.get(id) ?? null : null
-        if (existing !== null && existing.state !== 'aborted') {
-          const answer = (outcome: SubmitOutcome): void => {
-            this.#resolveSubmit(requestId, index, outcome)
-            this.#settleWaiters(id, outcome)
-          }
-          if (existing.committed) return answer({ ok: true, created: false, record: existing })
-          // An earlier try that never heard its quorum: make it durable now, then it is the answer.
-          this.#submitIds.add(id)
-          this.#storeQuorum({ ...existing, committed: true }, (ok, refusal) => {
-            this.#submitIds.delete(id)
-            const moved = refusal !== null && refusal.committed && refusal.state !== 'aborted'
-            answer(ok || moved
-              ? { ok: true, created: false, record: this.#entries.get(id)?.record ?? refusal ?? existing }
-              : { ok: false, error: { code: 'no_quorum', message: 'could not store the task on a majority of its replicas; submit again with the same key' } })
-          })
+    this.#readAll(reads, found => {
+      this.#submitIds.delete(id)
+      const existing = reusable ? found.get(id) ?? null : null
+      if (existing !== null && existing.state !== 'aborted') {
+        const answer = (outcome: SubmitOutcome): void => {
+          this.#resolveSubmit(requestId, index, outcome)
+          this.#settleWaiters(id, outcome)
+        }
+        if (existing.committed) return answer({ ok: true, created: false, record: existing })
+        // An earlier try that never heard its quorum: make it durable now, then it is the answer.
+        this.#submitIds.add(id)
+        this.#storeQuorum({ ...existing, committed: true }, (ok, refusal) => {
+          this.#submitIds.delete(id)
+          const moved = refusal !== null && refusal.committed && refusal.state !== 'aborted'
+          answer(ok || moved
+            ? { ok: true, created: false, record: this.#entries.get(id)?.record ?? refusal ?? existing }
+            : { ok: false, error: { code: 'no_quorum', message: 'could not store the task on a majority of its replicas; submit again with the same key' } })
+        })
+        return
+      }
+      for (const parent of parents) {
+        const known = found.get(parent)
+        if (known === null || known === undefined || known.state === 'aborted') {
+          const outcome: SubmitOutcome = { ok: false, error: { code: 'invalid_input', message: `dependsOn: unknown task ${parent} (parents must exist before their children, so cycles cannot form)` } }
+          this.#resolveSubmit(requestId, index, outcome)
+          this.#settleWaiters(id, outcome)
           return
         }
-        for (const parent of parents) {
-          const known = found.get(parent)
-          if (known === null || known === undefined || known.state === 'aborted') {
-            const outcome: SubmitOutcome = { ok: false, error: { code: 'invalid_input', message: `dependsOn: unknown task ${parent} (parents must exist before their children, so cycles cannot form)` } }
-            this.#resolveSubmit(requestId, index, outcome)
-            this.#settleWaiters(id, outcome)
-            return
-          }
-        }
-        this.#createSubmit(requestId, index, id, spec, scheduleId, existing === null ? 0 : existing.generation + 1)
-      })
-    }
+      }
+      this.#createSubmit(requestId, index, id, spec, scheduleId, existing === null ? 0 : existing.generation + 1)
+    })
   }
 
   #createSubmit (requestId: number, index: number, id: string, spec: TaskSpec, scheduleId: string | null, generation: number): void {
@@ -606,6 +601,17 @@ export class TaskmeshNode {
     this.#addTimer({ atMs: this.#nowMs + this.config.readTimeoutMs, kind: 'readDeadline', rid })
     for (const peer of targets) this.#deliver(peer, { kind: 'read', rid, ids: [id] })
     this.#maybeFinishRead(rid)
+  }
+
+  /** Read several records (as #readRecord), then call `then` once with all of them by id. */
+  #readAll (ids: string[], then: (found: Map<string, TaskRecord | null>) => void): void {
+    const found = new Map<string, TaskRecord | null>()
+    for (const id of ids) {
+      this.#readRecord(id, record => {
+        found.set(id, record)
+        if (found.size === ids.length) then(found)
+      })
+    }
   }
 
   /** Why a task that is not running has not started yet, when that is not just its time. */
@@ -827,7 +833,7 @@ export class TaskmeshNode {
   #maybeAcceptSubmit (rid: number, submit: PendingSubmit): boolean {
     const setAcks = submit.replicas.filter(peer => submit.acks.has(peer)).length
     if (setAcks < submit.needed) return false
-    const wanted = Math.min(submit.replicas.length, this.#membership.aliveCount())
+    const wanted = this.#copiesWanted(submit)
     if (submit.acks.size < wanted) {
       if (!submit.copiesArmed) {
         submit.copiesArmed = true
@@ -851,13 +857,18 @@ export class TaskmeshNode {
     return true
   }
 
+  /** R copies, or as many as there are live members when fewer are alive. */
+  #copiesWanted (submit: PendingSubmit): number {
+    return Math.min(submit.replicas.length, this.#membership.aliveCount())
+  }
+
   /** Still short of copies: ask the next live members past the replica set, then look again. */
   #askForCopies (rid: number): void {
     const submit = this.#submits.get(rid)
     if (submit === undefined || submit.accepted) return
     submit.copiesArmed = false
     if (this.#maybeAcceptSubmit(rid, submit)) return
-    const wanted = Math.min(submit.replicas.length, this.#membership.aliveCount())
+    const wanted = this.#copiesWanted(submit)
     let short = wanted - submit.acks.size - [...submit.hinted].filter(peer => !submit.acks.has(peer) && !submit.nacks.has(peer)).length
     if (short > 0) {
       const extended = replicaSetAt(this.#ring, this.#position(submit.record.id), submit.replicas.length + submit.hinted.size + short + 2)
@@ -1687,30 +1698,25 @@ export class TaskmeshNode {
     if (this.#checkingParents.has(child.id)) return
     this.#checkingParents.add(child.id)
     const parents = [...new Set(child.dependsOn)]
-    const found = new Map<string, TaskRecord | null>()
-    for (const parent of parents) {
-      this.#readRecord(parent, record => {
-        found.set(parent, record)
-        if (found.size < parents.length) return
-        this.#checkingParents.delete(child.id)
-        const current = this.#entries.get(child.id)?.record
-        if (current === undefined || isTerminal(current.state)) return
-        for (const id of parents) {
-          const state = found.get(id)?.state ?? null
-          if (state === null || state === 'aborted' || state === 'dead' || state === 'cancelled') {
-            const reason = `dependency ${id} ${state === null || state === 'aborted' ? 'does not exist' : `ended ${state}`}`
-            this.#storeQuorum(this.#cancelled(current, reason), ok => { if (!ok) this.#armDue(child.id, this.#nowMs + this.config.claimRetryMs) })
-            return
-          }
+    this.#readAll(parents, found => {
+      this.#checkingParents.delete(child.id)
+      const current = this.#entries.get(child.id)?.record
+      if (current === undefined || isTerminal(current.state)) return
+      for (const id of parents) {
+        const state = found.get(id)?.state ?? null
+        if (state === null || state === 'aborted' || state === 'dead' || state === 'cancelled') {
+          const reason = `dependency ${id} ${state === null || state === 'aborted' ? 'does not exist' : `ended ${state}`}`
+          this.#storeQuorum(this.#cancelled(current, reason), ok => { if (!ok) this.#armDue(child.id, this.#nowMs + this.config.claimRetryMs) })
+          return
         }
-        if (parents.every(id => found.get(id)?.state === 'succeeded')) {
-          this.#parentsOk.add(child.id)
-          this.#consider(child.id)
-        } else {
-          this.#armDue(child.id, this.#nowMs + DEPENDENCY_POLL_MS)
-        }
-      })
-    }
+      }
+      if (parents.every(id => found.get(id)?.state === 'succeeded')) {
+        this.#parentsOk.add(child.id)
+        this.#consider(child.id)
+      } else {
+        this.#armDue(child.id, this.#nowMs + DEPENDENCY_POLL_MS)
+      }
+    })
   }
 
   // ---------------------------------------------------------------- progress and retention
